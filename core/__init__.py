@@ -1,0 +1,1 @@
+"""Pure-torch engine: models, checkpoint layouts, sampling, video I/O. Never imports ComfyUI."""

@@ -1,0 +1,50 @@
+"""3D rotary position embedding as Wan uses it.
+
+The head dim is split into temporal / height / width parts (128 -> 44/42/42); each axis has
+its own frequency ladder computed with that part's size; pairs are adjacent elements
+(x[2i], x[2i+1]) rotated as (real, imag). Angles are built in float64 like the reference and
+applied in float32.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def rope_axis_dims(head_dim: int) -> tuple[int, int, int]:
+    """Head-dim share of (t, h, w): 128 -> (44, 42, 42)."""
+    spatial = 2 * (head_dim // 6)
+    return head_dim - 2 * spatial, spatial, spatial
+
+
+def _axis_angles(positions: torch.Tensor, dims: int, theta: float) -> torch.Tensor:
+    inv_freq = 1.0 / theta ** (torch.arange(0, dims, 2, dtype=torch.float64) / dims)  # [dims/2]
+    return positions.to(torch.float64)[:, None] * inv_freq[None, :]  # [n, dims/2]
+
+
+def rope_cos_sin(
+    grid: tuple[int, int, int], head_dim: int, device=None, theta: float = 10000.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin `[F*H*W, head_dim/2]` (float32) for tokens in row-major (f, h, w) order."""
+    f, h, w = grid
+    dt, dh, dw = rope_axis_dims(head_dim)
+    at = _axis_angles(torch.arange(f), dt, theta)  # [f, dt/2]
+    ah = _axis_angles(torch.arange(h), dh, theta)  # [h, dh/2]
+    aw = _axis_angles(torch.arange(w), dw, theta)  # [w, dw/2]
+    angles = torch.cat(
+        [
+            at[:, None, None, :].expand(f, h, w, -1),
+            ah[None, :, None, :].expand(f, h, w, -1),
+            aw[None, None, :, :].expand(f, h, w, -1),
+        ],
+        dim=-1,
+    ).reshape(f * h * w, head_dim // 2)  # [L, D/2]
+    return angles.cos().float().to(device), angles.sin().float().to(device)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate adjacent pairs of `x` `[B, L, H, D]` by angles `[L, D/2]`; returns x's dtype."""
+    xf = x.float().unflatten(-1, (-1, 2))  # [B, L, H, D/2, 2]
+    real, imag = xf[..., 0], xf[..., 1]
+    c, s = cos[None, :, None, :], sin[None, :, None, :]
+    out = torch.stack((real * c - imag * s, real * s + imag * c), dim=-1)  # [B, L, H, D/2, 2]
+    return out.flatten(-2).to(x.dtype)
