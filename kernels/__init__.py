@@ -1,4 +1,4 @@
-"""Hot ops behind stable signatures: attention backends (one registry) and 3D RoPE.
+"""Hot ops behind stable signatures: attention backends (one registry), block-sparse 3D attention, 3D RoPE.
 
 Imports torch only; optional libraries are imported lazily inside availability checks.
 """
@@ -11,6 +11,7 @@ from .attention import (
     register_backend,
 )
 from .rope import apply_rope, rope_axis_dims, rope_cos_sin
+from .sparse3d import SparseWindow, sparse3d_attention  # importing registers the "sparse3d" backend
 
 __all__ = [
     "AttentionBackend",
@@ -22,4 +23,6 @@ __all__ = [
     "apply_rope",
     "rope_axis_dims",
     "rope_cos_sin",
+    "SparseWindow",
+    "sparse3d_attention",
 ]
