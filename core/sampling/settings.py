@@ -28,7 +28,7 @@ class SamplerSettings:
     # "diffusers": UniPCMultistepScheduler(use_flow_sigmas) grid (starts at 1 - 1e-6).
     sigma_grid: str = "wan"
     # Wan2.2 A14B: the high-noise expert runs while t >= boundary * 1000. None = from the
-    # model type (0.875 T2V, 0.900 I2V).
+    # model (0.900 for image-conditioned experts, else 0.875).
     boundary: Optional[float] = None
     cfg_low_noise: Optional[float] = None  # low-noise expert's scale; None = cfg
 

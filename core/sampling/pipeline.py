@@ -1,0 +1,193 @@
+"""High-level sampling calls: `sample` (encoded conditioning -> latents) and `generate` (prompt -> latents)."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+from ..progress import SILENT, Progress
+from .conditioning import (ImageConditioning, first_frame_video, fit_image, i2v_conditioning, impose_known,
+                           ti2v_conditioning, token_timesteps)
+from .experts import default_boundary, uses_high_noise_expert
+from .guidance import WAN_NEGATIVE_PROMPT, guided_velocity
+from .loop import run_loop
+from .noise import seeded_noise
+from .schedules import make_schedule
+from .settings import SamplerSettings
+from .shapes import latent_shape
+
+
+@torch.no_grad()
+def sample(
+    dit,
+    positive,
+    negative=None,
+    *,
+    settings: SamplerSettings,
+    shape: Optional[Sequence[int]] = None,
+    latents: Optional[torch.Tensor] = None,
+    dit_low_noise=None,
+    image: Optional[ImageConditioning] = None,
+    progress: Optional[Progress] = None,
+    device: Optional[torch.device | str] = None,
+) -> torch.Tensor:
+    """Sample latents [B, C, T, H, W] (float32).
+
+    `positive` / `negative`: encoded text, a [B, L, D] tensor or a list of [L_i, D] (negative
+    may be None only with cfg 1). Give `shape` to start from seeded noise, or `latents` to
+    start from given latents noised to the first sigma (needed for denoise < 1, start_sigma,
+    start_step). With `dit_low_noise`, `dit` is the Wan2.2 high-noise expert.
+    """
+    if (shape is None) == (latents is None):
+        raise ValueError("give exactly one of shape= (sample from noise) or latents= (start from these latents).")
+    if settings.partial and latents is None:
+        raise ValueError("denoise < 1, start_sigma and start_step refine existing latents; pass latents=.")
+    if shape is not None:
+        shape = tuple(int(n) for n in shape)
+        if len(shape) != 5:
+            raise ValueError(f"shape must be [B, C, T, H, W] (5 numbers), got {shape}.")
+    else:
+        shape = tuple(latents.shape)
+        if len(shape) != 5:
+            raise ValueError(f"latents must be [B, C, T, H, W], got shape {shape}.")
+    device = torch.device(device) if device is not None else _default_device(dit, latents)
+    _check_image_conditioning(image, shape)
+    progress = progress or SILENT
+
+    schedule = make_schedule(settings)
+    noise = seeded_noise(shape, settings.seed, device)  # [B, C, T, H, W]
+    if latents is None:
+        x = noise
+    else:
+        start = float(schedule.sigmas[0])
+        x = (1 - start) * latents.to(device, torch.float32) + start * noise
+    x = impose_known(x, image)
+
+    patch = tuple(_config_field(dit, "patch_size") or (1, 2, 2))[1:]  # spatial patch of the DiT tokens
+    experts = _expert_per_step(dit, dit_low_noise, settings, schedule.timesteps)
+    if negative is None and any(scale != 1 for _, scale in experts):
+        raise ValueError("cfg != 1 needs a negative conditioning; pass negative= (e.g. the encoded "
+                         "WAN_NEGATIVE_PROMPT) or set cfg=1.0 (and cfg_low_noise=1.0) to sample without guidance.")
+    positive, negative = _to_device(positive, device), _to_device(negative, device)
+    extra = {}
+    if image is not None and image.y is not None:
+        extra["y"] = image.y.to(device)
+    if image is not None and image.clip_fea is not None:
+        extra["clip_fea"] = image.clip_fea.to(device)
+
+    def velocity_at(x: torch.Tensor, i: int) -> torch.Tensor:
+        model, scale = experts[i]
+        t = schedule.timesteps[i].to(device).expand(shape[0])  # [B]
+        if image is not None and image.known_mask is not None:
+            t = token_timesteps(t, image.known_mask.to(device), patch)  # [B, L]
+        return guided_velocity(lambda context: model(x, t, context, **extra), positive, negative, scale)
+
+    return run_loop(x, schedule, settings.solver, velocity_at, progress,
+                    after_step=(lambda x: impose_known(x, image)) if image is not None else None)
+
+
+@torch.no_grad()
+def generate(
+    dit,
+    text_encoder,
+    prompt: str,
+    negative_prompt: Optional[str] = None,
+    *,
+    width: int,
+    height: int,
+    frames: int,
+    settings: SamplerSettings = SamplerSettings(),
+    dit_low_noise=None,
+    vae=None,
+    start_image: Optional[torch.Tensor] = None,
+    progress: Optional[Progress] = None,
+    latent_channels: Optional[int] = None,
+    device: Optional[torch.device | str] = None,
+) -> torch.Tensor:
+    """Prompt (+ optional start image [3, H, W] in [-1, 1]) -> latents [1, C, T, H, W].
+
+    `negative_prompt` None uses Wan's default Chinese negative prompt. Latent channels come
+    from `dit.config.out_dim` (or `latent_channels` for models without a config).
+    """
+    if not isinstance(prompt, str):
+        raise ValueError(f"prompt must be a string, got {type(prompt).__name__}.")
+    channels = _config_field(dit, "out_dim") or latent_channels
+    if channels is None:
+        raise ValueError("cannot tell the latent channel count: the model has no config.out_dim; "
+                         "pass latent_channels=16 (Wan2.1 VAE) or 48 (Wan2.2 VAE).")
+    shape = latent_shape(frames, height, width, channels)
+    device = torch.device(device) if device is not None else _default_device(dit, None)
+    image = _image_conditioning(dit, channels, shape, frames, height, width, vae, start_image, device)
+
+    positive = text_encoder.encode([prompt])
+    low_cfg = settings.cfg if settings.cfg_low_noise is None else settings.cfg_low_noise
+    negative = None
+    if settings.cfg != 1 or (dit_low_noise is not None and low_cfg != 1):
+        negative = text_encoder.encode([WAN_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt])
+    return sample(dit, positive, negative, settings=settings, shape=shape, dit_low_noise=dit_low_noise,
+                  image=image, progress=progress, device=device)
+
+
+def _image_conditioning(dit, channels, shape, frames, height, width, vae, start_image, device
+                        ) -> Optional[ImageConditioning]:
+    in_dim = _config_field(dit, "in_dim")
+    concat_i2v = in_dim is not None and in_dim > channels
+    if start_image is None:
+        if concat_i2v:
+            raise ValueError(f"this is an image-to-video model (in_dim {in_dim} > out_dim {channels}): "
+                             "pass start_image= and vae=.")
+        return None
+    if not concat_i2v and channels != 48:
+        raise ValueError("this text-to-video model does not take a start image; use an I2V model or "
+                         "Wan2.2 TI2V-5B, or drop start_image.")
+    if vae is None:
+        raise ValueError("start_image needs the VAE to encode it: pass vae=.")
+    picture = fit_image(start_image, height, width).to(device)  # [1, 3, H, W]
+    if concat_i2v:
+        return i2v_conditioning(vae.encode(first_frame_video(picture, frames)), frames)
+    return ti2v_conditioning(vae.encode(picture[:, :, None]), latent_frames=shape[2])
+
+
+def _expert_per_step(dit, dit_low_noise, settings: SamplerSettings, timesteps: torch.Tensor) -> list:
+    """(model, cfg scale) for each step."""
+    if dit_low_noise is None:
+        return [(dit, settings.cfg)] * len(timesteps)
+    boundary = settings.boundary if settings.boundary is not None else default_boundary(
+        getattr(dit, "config", None))
+    low_cfg = settings.cfg if settings.cfg_low_noise is None else settings.cfg_low_noise
+    return [(dit, settings.cfg) if high else (dit_low_noise, low_cfg)
+            for high in uses_high_noise_expert(timesteps, boundary)]
+
+
+def _check_image_conditioning(image: Optional[ImageConditioning], shape: tuple) -> None:
+    if image is None:
+        return
+    b, _, t, h, w = shape
+    if image.y is not None and (image.y.shape[0] != b or tuple(image.y.shape[2:]) != (t, h, w)):
+        raise ValueError(f"image conditioning y has shape {tuple(image.y.shape)} but the latents are {shape}; "
+                         "build it for the same batch, frames and size.")
+    if image.known_latent is not None and tuple(image.known_latent.shape) != shape:
+        raise ValueError(f"known_latent has shape {tuple(image.known_latent.shape)} but the latents are {shape}; "
+                         "build it for the same batch, channels, frames and size.")
+
+
+def _config_field(model, name: str):
+    return getattr(getattr(model, "config", None), name, None)
+
+
+def _default_device(dit, latents: Optional[torch.Tensor]) -> torch.device:
+    if latents is not None:
+        return latents.device
+    parameters = getattr(dit, "parameters", None)
+    if callable(parameters):
+        for p in parameters():
+            return p.device
+    return torch.device("cpu")
+
+
+def _to_device(context, device: torch.device):
+    if context is None:
+        return None
+    if isinstance(context, torch.Tensor):
+        return context.to(device)
+    return [c.to(device) for c in context]
