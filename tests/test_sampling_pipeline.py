@@ -101,6 +101,16 @@ def test_seeded_sampling_is_bit_identical(solver):
     assert not torch.equal(first, other)
 
 
+@pytest.mark.gpu
+def test_same_result_on_cuda_and_cpu():
+    # The noise is drawn on the CPU, so a CUDA run starts from the same sample as a CPU run.
+    pos, neg = contexts()
+    settings = SamplerSettings(steps=4, seed=3)
+    cpu = sample(FakeDiT(), pos, neg, settings=settings, shape=SHAPE, device="cpu")
+    cuda = sample(FakeDiT().cuda(), pos, neg, settings=settings, shape=SHAPE, device="cuda")
+    torch.testing.assert_close(cuda.cpu(), cpu, rtol=1e-4, atol=1e-4)
+
+
 # ---- guidance and experts ------------------------------------------------------------------------------
 
 def constant_contexts():
@@ -361,5 +371,5 @@ def test_sample_errors():
         sample(FakeDiT(), pos, None, settings=settings, shape=SHAPE)
     with pytest.raises(ValueError, match="refine existing latents; pass latents="):
         sample(FakeDiT(), pos, neg, settings=SamplerSettings(denoise=0.5), shape=SHAPE)
-    with pytest.raises(ValueError, match=r"shape must be \[B, C, T, H, W\]"):
+    with pytest.raises(ValueError, match=r"shape/latents must be \[B, C, T, H, W\]"):
         sample(FakeDiT(), pos, neg, settings=settings, shape=(16, 3, 4, 6))

@@ -38,18 +38,7 @@ def sample(
     start from given latents noised to the first sigma (needed for denoise < 1, start_sigma,
     start_step). With `dit_low_noise`, `dit` is the Wan2.2 high-noise expert.
     """
-    if (shape is None) == (latents is None):
-        raise ValueError("give exactly one of shape= (sample from noise) or latents= (start from these latents).")
-    if settings.partial and latents is None:
-        raise ValueError("denoise < 1, start_sigma and start_step refine existing latents; pass latents=.")
-    if shape is not None:
-        shape = tuple(int(n) for n in shape)
-        if len(shape) != 5:
-            raise ValueError(f"shape must be [B, C, T, H, W] (5 numbers), got {shape}.")
-    else:
-        shape = tuple(latents.shape)
-        if len(shape) != 5:
-            raise ValueError(f"latents must be [B, C, T, H, W], got shape {shape}.")
+    shape = _start_shape(shape, latents, settings)
     device = torch.device(device) if device is not None else _default_device(dit, latents)
     _check_image_conditioning(image, shape)
     progress = progress or SILENT
@@ -157,6 +146,18 @@ def _expert_per_step(dit, dit_low_noise, settings: SamplerSettings, timesteps: t
     low_cfg = settings.cfg if settings.cfg_low_noise is None else settings.cfg_low_noise
     return [(dit, settings.cfg) if high else (dit_low_noise, low_cfg)
             for high in uses_high_noise_expert(timesteps, boundary)]
+
+
+def _start_shape(shape: Optional[Sequence[int]], latents: Optional[torch.Tensor], settings: SamplerSettings
+                 ) -> tuple[int, ...]:
+    if (shape is None) == (latents is None):
+        raise ValueError("give exactly one of shape= (sample from noise) or latents= (start from these latents).")
+    if settings.partial and latents is None:
+        raise ValueError("denoise < 1, start_sigma and start_step refine existing latents; pass latents=.")
+    shape = tuple(int(n) for n in (shape if latents is None else latents.shape))
+    if len(shape) != 5:
+        raise ValueError(f"shape/latents must be [B, C, T, H, W] (5 dimensions), got {shape}.")
+    return shape
 
 
 def _check_image_conditioning(image: Optional[ImageConditioning], shape: tuple) -> None:
