@@ -33,9 +33,12 @@ class Linear(nn.Linear):
         return F.linear(x, weight, bias)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        scale = state_dict.pop(prefix + "weight_scale", None)
-        if scale is not None:
-            self._buffers["weight_scale"] = scale.float().reshape(())
+        key = prefix + "weight_scale"
+        if key in state_dict:
+            # Register the buffer, then let the default loader fill it, so strict loads count the key as used.
+            scale = state_dict[key].float().reshape(())
+            self._buffers["weight_scale"] = scale
+            state_dict[key] = scale
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
