@@ -1,0 +1,148 @@
+"""DiT hyper-parameters, read off the checkpoint's tensor shapes and named after the known presets.
+
+Only the head count cannot be read from shapes (q/k/v are all `[dim, dim]`). Rule, first that applies:
+1. an explicit `num_heads` given to the loader;
+2. a `config.json` beside the checkpoint that describes a model of this width (diffusers:
+   `num_attention_heads` x `attention_head_dim` == dim; official: `dim` == dim, `num_heads`);
+3. dim / 128: every released Wan DiT uses head_dim 128, and ComfyUI assumes the same.
+A width that is not a multiple of 128 with neither 1 nor 2 is an error (the model would be wrong).
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+import torch
+
+from ..checkpoints.io import CheckpointError
+
+log = logging.getLogger(__name__)
+
+WAN_HEAD_DIM = 128
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    dim: int
+    ffn_dim: int
+    num_layers: int
+    num_heads: int
+    in_dim: int
+    out_dim: int
+    text_dim: int = 4096
+    freq_dim: int = 256
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    image_dim: Optional[int] = None  # CLIP feature width (Wan2.1 I2V / FLF2V); None = no image branch
+    image_tokens: Optional[int] = None  # FLF2V's learned position table length (2 x 257); None otherwise
+    text_len: int = 512  # T5 context is zero-padded to this many rows before text_embedding
+    eps: float = 1e-6
+    preset: str = "custom"
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+    @property
+    def has_image_branch(self) -> bool:
+        return self.image_dim is not None
+
+    @property
+    def cond_dim(self) -> int:
+        """Channels the caller must concatenate as `y` (I2V: 4 mask + 16 image latents = 20)."""
+        return self.in_dim - self.out_dim
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    dim: int
+    ffn_dim: int
+    num_layers: int
+    in_dim: int
+    out_dim: int
+    image_dim: Optional[int] = None
+    image_tokens: Optional[int] = None
+
+    def matches(self, c: DiTConfig) -> bool:
+        return (
+            (self.dim, self.ffn_dim, self.num_layers, self.in_dim, self.out_dim, self.image_dim, self.image_tokens)
+            == (c.dim, c.ffn_dim, c.num_layers, c.in_dim, c.out_dim, c.image_dim, c.image_tokens)
+            and c.head_dim == WAN_HEAD_DIM
+            and (c.text_dim, c.freq_dim, c.patch_size) == (4096, 256, (1, 2, 2))
+        )
+
+
+PRESETS = (
+    Preset("wan2.1-t2v-1.3B", "Wan2.1 T2V-1.3B", 1536, 8960, 30, 16, 16),
+    # Wan2.2's A14B experts have exactly the Wan2.1 14B shapes; shapes cannot tell them apart.
+    Preset("wan-t2v-14B", "Wan2.1 T2V-14B (or T2I-14B) or a Wan2.2 T2V-A14B expert", 5120, 13824, 40, 16, 16),
+    Preset("wan2.2-i2v-A14B", "a Wan2.2 I2V-A14B expert (no CLIP branch)", 5120, 13824, 40, 36, 16),
+    Preset("wan2.1-i2v-14B", "Wan2.1 I2V-14B (480P/720P, CLIP image branch)", 5120, 13824, 40, 36, 16, 1280),
+    Preset("wan2.1-flf2v-14B", "Wan2.1 FLF2V-14B (two CLIP images)", 5120, 13824, 40, 36, 16, 1280, 514),
+    Preset("wan2.2-ti2v-5B", "Wan2.2 TI2V-5B", 3072, 14336, 30, 48, 48),
+)
+
+
+def infer_config(
+    tensors: Mapping[str, torch.Tensor],
+    source: str,
+    num_heads: Optional[int] = None,
+    config_json: Optional[dict] = None,
+) -> DiTConfig:
+    """DiTConfig of a canonical (official-named) state dict; `source` names the file in errors."""
+    dim = tensors["head.modulation"].shape[-1]
+    patch_weight = tensors["patch_embedding.weight"]  # [dim, in_dim, pt, ph, pw]
+    patch_size = tuple(int(s) for s in patch_weight.shape[2:])
+    patch_volume = patch_size[0] * patch_size[1] * patch_size[2]
+    layers = {int(m.group(1)) for k in tensors if (m := re.match(r"blocks\.(\d+)\.", k))}
+    if layers != set(range(len(layers))) or not layers:
+        raise CheckpointError(f"{source}: transformer blocks are not numbered 0..N-1 (found {sorted(layers)[:8]}...)")
+    config = DiTConfig(
+        dim=dim,
+        ffn_dim=tensors["blocks.0.ffn.0.weight"].shape[0],
+        num_layers=len(layers),
+        num_heads=_head_count(dim, source, num_heads, config_json),
+        in_dim=patch_weight.shape[1],
+        out_dim=tensors["head.head.weight"].shape[0] // patch_volume,
+        text_dim=tensors["text_embedding.0.weight"].shape[1],
+        freq_dim=tensors["time_embedding.0.weight"].shape[1],
+        patch_size=patch_size,
+        image_dim=tensors["img_emb.proj.1.weight"].shape[1] if "img_emb.proj.1.weight" in tensors else None,
+        image_tokens=tensors["img_emb.emb_pos"].shape[1] if "img_emb.emb_pos" in tensors else None,
+    )
+    return _name_preset(config)
+
+
+def _head_count(dim: int, source: str, num_heads: Optional[int], config_json: Optional[dict]) -> int:
+    if num_heads is None and config_json:
+        num_heads = _heads_from_config_json(dim, config_json)
+    if num_heads is None:
+        if dim % WAN_HEAD_DIM:
+            raise CheckpointError(
+                f"{source}: model width {dim} is not a multiple of Wan's head size {WAN_HEAD_DIM}, so the number "
+                f"of attention heads is unknown; put the model's config.json beside the file or pass num_heads="
+            )
+        return dim // WAN_HEAD_DIM
+    if dim % num_heads:
+        raise CheckpointError(f"{source}: num_heads={num_heads} does not divide the model width {dim}")
+    return num_heads
+
+
+def _heads_from_config_json(dim: int, cfg: dict) -> Optional[int]:
+    heads, head_dim = cfg.get("num_attention_heads"), cfg.get("attention_head_dim")
+    if isinstance(heads, int) and isinstance(head_dim, int) and heads * head_dim == dim:
+        return heads  # diffusers transformer config
+    if cfg.get("dim") == dim and isinstance(cfg.get("num_heads"), int):
+        return cfg["num_heads"]  # official WanModel config
+    return None  # a config of some other model: not evidence about this one
+
+
+def _name_preset(config: DiTConfig) -> DiTConfig:
+    for preset in PRESETS:
+        if preset.matches(config):
+            return DiTConfig(**{**config.__dict__, "preset": preset.name})
+    log.info("custom Wan DiT size (no released preset matches): %s", config)
+    return config

@@ -1,0 +1,165 @@
+"""WanDiT: the Wan2.1 / Wan2.2 diffusion transformer (T2V, I2V with or without CLIP, FLF2V, TI2V)."""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+
+from ...kernels.attention import get_backend
+from ...kernels.rope import rope_cos_sin
+from ..layers import Linear
+from .blocks import Block, Head, TimeModulation
+from .config import DiTConfig
+from .embeddings import ImageEmbedding, PatchEmbedding, timestep_sinusoid
+
+Context = Union[torch.Tensor, Sequence[torch.Tensor]]
+
+_ROPE_CACHE_SIZE = 8  # distinct (grid, device) tables kept; a run uses one or two grids
+
+
+class WanDiT(nn.Module):
+    """Velocity predictor `dit(x, t, context, y=..., clip_fea=...)`.
+
+    Weights keep their stored dtype; every layer computes in `compute_dtype` (Linear upcasts
+    per call), with the residual stream, norms and modulation in float32.
+    """
+
+    def __init__(self, config: DiTConfig, attention: str = "sdpa", compute_dtype: torch.dtype = torch.float32):
+        super().__init__()
+        c = config
+        self.config = config
+        self.patch_embedding = PatchEmbedding(c.in_dim, c.dim, c.patch_size)
+        self.text_embedding = nn.Sequential(Linear(c.text_dim, c.dim), nn.GELU(approximate="tanh"), Linear(c.dim, c.dim))
+        self.time_embedding = nn.Sequential(Linear(c.freq_dim, c.dim), nn.SiLU(), Linear(c.dim, c.dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), Linear(c.dim, 6 * c.dim))
+        self.img_emb = ImageEmbedding(c.image_dim, c.dim, c.image_tokens) if c.has_image_branch else None
+        self.blocks = nn.ModuleList(
+            Block(c.dim, c.ffn_dim, c.num_heads, c.eps, c.has_image_branch) for _ in range(c.num_layers)
+        )
+        self.head = Head(c.dim, c.out_dim * c.patch_size[0] * c.patch_size[1] * c.patch_size[2], c.eps)
+        self.compute_dtype = compute_dtype
+        self.attention_backend = "sdpa"
+        self.set_attention(attention)
+        self._rope_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def set_attention(self, backend: str) -> None:
+        """Choose the attention backend (`sdpa`, `flash`, `sage`, `auto`, ...); unknown names raise."""
+        if backend != "auto":
+            get_backend(backend)
+        self.attention_backend = backend
+
+    @torch.no_grad()
+    def forward(
+        self,
+        x: torch.Tensor,  # [B, C, T, H, W] noisy latents
+        t: Union[torch.Tensor, float],  # [B] or [B, L_tokens], 0..1000 scale
+        context: Context,  # [B, L<=512, text_dim] or list of [L_i, text_dim]
+        *,
+        y: Optional[torch.Tensor] = None,  # [B, C_y, T, H, W] I2V conditioning, concatenated on channels
+        clip_fea: Optional[torch.Tensor] = None,  # [B, 257 (FLF2V 514), image_dim] CLIP features
+    ) -> torch.Tensor:  # [B, out_dim, T, H, W] float32 velocity
+        c, dtype = self.config, self.compute_dtype
+        x = self._model_input(x, y)
+        batch, _, frames, height, width = x.shape
+        grid = (frames // c.patch_size[0], height // c.patch_size[1], width // c.patch_size[2])
+        tokens = self.patch_embedding(x.to(dtype)).float()  # [B, L, dim] residual stream
+        e, e0 = self._time_embedding(t, batch, tokens.shape[1], x.device)
+        text = self._text_context(context, batch, x.device)
+        image = self._image_context(clip_fea, batch)
+        rope = self._rope(grid, x.device)
+        for block in self.blocks:
+            tokens = block(tokens, e0, text, image, rope, self.attention_backend)
+        return self._unpatchify(self.head(tokens, e).float(), grid)
+
+    # --- inputs --------------------------------------------------------------------------------
+
+    def _model_input(self, x: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
+        c = self.config
+        if y is not None:
+            x = torch.cat([x, y.to(x.dtype)], dim=1)
+        if x.ndim != 5 or x.shape[1] != c.in_dim:
+            got = "x" + ("" if y is None else " + y") + f" shape {tuple(x.shape)}"
+            hint = (
+                f"; this model is image-conditioned: pass y with {c.cond_dim} channels (mask + image latents)"
+                if c.cond_dim > 0 and y is None
+                else ""
+            )
+            raise ValueError(f"the DiT expects [B, {c.in_dim}, T, H, W] input channels, got {got}{hint}")
+        _, _, frames, height, width = x.shape
+        pt, ph, pw = c.patch_size
+        if frames % pt or height % ph or width % pw:
+            raise ValueError(
+                f"latent T x H x W = {frames}x{height}x{width} is not a multiple of the patch size {c.patch_size}; "
+                f"choose a video size whose latent height and width are even"
+            )
+        return x
+
+    def _time_embedding(
+        self, t: Union[torch.Tensor, float], batch: int, num_tokens: int, device: torch.device
+    ) -> tuple[TimeModulation, TimeModulation]:
+        t = torch.as_tensor(t, device=device)
+        if t.ndim == 0 or (t.ndim == 1 and t.shape[0] == 1):
+            t = t.reshape(1).expand(batch)
+        if not (t.shape == (batch,) or t.shape == (batch, num_tokens)):
+            raise ValueError(
+                f"timestep t must be [B]={batch} or per-token [B, L]=[{batch}, {num_tokens}], got {tuple(t.shape)}"
+            )
+        # Per-token timesteps take only a few distinct values (0 for conditioning frames, t elsewhere):
+        # run the time MLPs once per distinct value instead of once per token.
+        values, index = torch.unique(t.reshape(-1), return_inverse=True)  # [U], [B*Lt]
+        index = index.reshape(batch, -1)  # [B, Lt]
+        sinusoid = timestep_sinusoid(values, self.config.freq_dim)  # [U, freq] fp32
+        e = self.time_embedding(sinusoid)  # [U, dim] fp32 (an fp32 island, as official)
+        e0 = self.time_projection(e).unflatten(1, (6, -1))  # [U, 6, dim]
+        return TimeModulation(e[:, None], index), TimeModulation(e0, index)
+
+    def _text_context(self, context: Context, batch: int, device: torch.device) -> torch.Tensor:
+        c = self.config
+        rows = list(context) if not torch.is_tensor(context) else list(context.unbind(0))
+        if len(rows) != batch:
+            raise ValueError(f"got {len(rows)} text contexts for a batch of {batch}")
+        # Wan zero-pads every prompt to 512 rows BEFORE the text MLP; the padded rows are attended to.
+        padded = torch.zeros(batch, c.text_len, c.text_dim, device=device, dtype=self.compute_dtype)
+        for i, row in enumerate(rows):  # row [L_i, text_dim]
+            if row.ndim != 2 or row.shape[1] != c.text_dim or row.shape[0] > c.text_len:
+                raise ValueError(
+                    f"text context {i} has shape {tuple(row.shape)}; expected [L <= {c.text_len}, {c.text_dim}] "
+                    f"(umT5-XXL encoder output)"
+                )
+            padded[i, : row.shape[0]] = row
+        return self.text_embedding(padded)  # [B, 512, dim]
+
+    def _image_context(self, clip_fea: Optional[torch.Tensor], batch: int) -> Optional[torch.Tensor]:
+        c = self.config
+        if self.img_emb is None:
+            if clip_fea is not None:
+                raise ValueError(
+                    f"this DiT ({c.preset}) has no CLIP image branch (Wan2.2 I2V uses none); do not pass clip_fea"
+                )
+            return None
+        if clip_fea is None:
+            raise ValueError(f"this DiT ({c.preset}) is a Wan2.1 I2V/FLF2V model: it needs clip_fea (CLIP vision output)")
+        expected_tokens = c.image_tokens or clip_fea.shape[1]
+        if clip_fea.shape != (batch, expected_tokens, c.image_dim):
+            raise ValueError(f"clip_fea shape {tuple(clip_fea.shape)}; expected [{batch}, {expected_tokens}, {c.image_dim}]")
+        return self.img_emb(clip_fea, self.compute_dtype)  # [B, N, dim]
+
+    def _rope(self, grid: tuple[int, int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (grid, str(device))
+        if key not in self._rope_cache:
+            if len(self._rope_cache) >= _ROPE_CACHE_SIZE:
+                self._rope_cache.pop(next(iter(self._rope_cache)))
+            self._rope_cache[key] = rope_cos_sin(grid, self.config.head_dim, device=device)  # [L, D/2] each
+        return self._rope_cache[key]
+
+    # --- output --------------------------------------------------------------------------------
+
+    def _unpatchify(self, out: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        # Per token the head emits (pt, ph, pw, C) with C fastest.
+        batch = out.shape[0]
+        f, h, w = grid
+        pt, ph, pw = self.config.patch_size
+        out = out.reshape(batch, f, h, w, pt, ph, pw, -1)
+        out = out.permute(0, 7, 1, 4, 2, 5, 3, 6)  # [B, C, f, pt, h, ph, w, pw]
+        return out.reshape(batch, -1, f * pt, h * ph, w * pw)
