@@ -16,12 +16,21 @@ _PUBLIC_API = {
 }
 
 
+# ComfyUI reads these right after importing the package (`hasattr` reaches `__getattr__`), so
+# scripts that only use the core never import the node layer. nodes/ leaves out, with a logged
+# reason, any node whose optional dependency is missing; the pack itself always loads.
+_NODE_MAPPINGS = {
+    "NODE_CLASS_MAPPINGS": ".nodes",
+    "NODE_DISPLAY_NAME_MAPPINGS": ".nodes",
+}
+
+
 def __getattr__(name: str):
     if name in _PUBLIC_API:
         return getattr(importlib.import_module(_PUBLIC_API[name], __name__), name)
+    if name in _NODE_MAPPINGS:
+        return getattr(importlib.import_module(_NODE_MAPPINGS[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-NODE_CLASS_MAPPINGS: dict = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict = {}
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", *_PUBLIC_API]

@@ -1,0 +1,77 @@
+"""Latent -> pixels: to a ComfyUI IMAGE batch, or streamed straight into an mp4."""
+from __future__ import annotations
+
+from . import host
+from .types import VAE, VAEModel
+
+FILENAME_PREFIX = "kinema/video"
+
+
+def _latent_frames(samples: dict) -> int:
+    return samples["samples"].shape[2]  # [B, C, T, H, W]
+
+
+class KinemaVAEDecode:
+    DESCRIPTION = ("Decodes a latent video into an IMAGE batch (one image per frame) for other nodes. For long "
+                   "videos prefer KinemaDecodeToVideo, which never holds all frames in memory.")
+    CATEGORY = "Kinema/decode"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("images",)
+    OUTPUT_TOOLTIPS = ("Frames [N, H, W, 3] in 0..1 (batches of several videos follow one another).",)
+    FUNCTION = "decode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "vae": (VAE, {"tooltip": "The VAE matching the model that made the latent."}),
+                "samples": ("LATENT", {"tooltip": "Latent video [B, C, T, H, W] from KinemaSampler."}),
+            }
+        }
+
+    def decode(self, vae: VAEModel, samples: dict):
+        with host.progress("VAE decode", _latent_frames(samples)) as progress:
+            images = vae.model.decode_to_images(samples["samples"], progress=progress)  # [N, H, W, 3]
+        host.empty_cache()
+        return (images,)
+
+
+class KinemaDecodeToVideo:
+    DESCRIPTION = ("Decodes a latent video chunk by chunk straight into an H.264 mp4 in the output folder, so "
+                   "minutes of video never sit in memory as images. Shows the video on the node.")
+    CATEGORY = "Kinema/decode"
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("Full path of the written mp4.",)
+    OUTPUT_NODE = True
+    FUNCTION = "decode"
+    REQUIRES = ("av",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "vae": (VAE, {"tooltip": "The VAE matching the model that made the latent."}),
+                "samples": ("LATENT", {"tooltip": "Latent video [1, C, T, H, W] from KinemaSampler."}),
+                "fps": ("INT", {"default": 16, "min": 1, "max": 120, "tooltip":
+                    "Frame rate of the file (Wan 2.1: 16, Wan 2.2 TI2V-5B: 24)."}),
+                "filename_prefix": ("STRING", {"default": FILENAME_PREFIX, "tooltip":
+                    "Name of the file inside the output folder; a counter is appended and nothing is overwritten. "
+                    "May contain subfolders."}),
+            }
+        }
+
+    def decode(self, vae: VAEModel, samples: dict, fps: int, filename_prefix: str):
+        latents = samples["samples"]  # [B, C, T, H, W]
+        if latents.shape[0] != 1:
+            raise ValueError(f"KinemaDecodeToVideo writes one video per file but got a batch of {latents.shape[0]} "
+                             "latents; decode them one at a time (or use KinemaVAEDecode + KinemaSaveVideo).")
+        target = host.new_output_file(filename_prefix, "mp4")
+        with host.progress("VAE decode to mp4", _latent_frames(samples)) as progress:
+            vae.model.decode_to_file(latents, target.path, fps=fps, progress=progress)
+        host.empty_cache()
+        return {"ui": {"images": [target.ui()], "animated": (True,)}, "result": (str(target.path),)}
+
+
+NODE_CLASS_MAPPINGS = {"KinemaVAEDecode": KinemaVAEDecode, "KinemaDecodeToVideo": KinemaDecodeToVideo}
+NODE_DISPLAY_NAME_MAPPINGS = {"KinemaVAEDecode": "Kinema VAE Decode", "KinemaDecodeToVideo": "Kinema Decode To Video"}

@@ -1,0 +1,232 @@
+"""Every touch of ComfyUI lives here: model folders, output files, progress, interrupts, memory.
+
+Inside ComfyUI these go to `folder_paths`, `comfy.utils.ProgressBar`, `comfy.model_management`
+and the prompt server. Standalone (scripts, `python -m kinema run`, tests) the same calls use
+plain folders set by `configure()` or the environment, a tqdm bar and CPU/CUDA.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import torch
+
+from ..core.progress import Progress
+
+log = logging.getLogger("kinema")
+
+MODEL_EXTENSIONS = (".safetensors", ".sft", ".pth", ".pt", ".bin", ".ckpt")
+# ComfyUI still scans these older folder names for the same kind of model.
+LEGACY_FOLDERS = {"diffusion_models": ("unet",), "text_encoders": ("clip",)}
+MODELS_ENV = "KINEMA_MODELS"  # os.pathsep-separated roots holding diffusion_models/, vae/, ...
+OUTPUT_ENV = "KINEMA_OUTPUT"
+
+
+def in_comfyui() -> bool:
+    """True when ComfyUI itself loaded us.
+
+    ComfyUI imports folder_paths and comfy.model_management before it loads custom nodes; a
+    ComfyUI checkout that merely happens to be importable does not make a script a ComfyUI run.
+    """
+    return "folder_paths" in sys.modules and "comfy.model_management" in sys.modules
+
+
+def _comfy(module: str):
+    return importlib.import_module(module)
+
+
+# ----------------------------------------------------------------------------- standalone folders
+@dataclass(frozen=True)
+class StandaloneFolders:
+    model_roots: tuple[Path, ...]
+    output_dir: Path
+
+
+def _folders_from_env() -> StandaloneFolders:
+    roots = [Path(p) for p in os.environ.get(MODELS_ENV, "").split(os.pathsep) if p]
+    return StandaloneFolders(tuple(roots) or (Path("models"),), Path(os.environ.get(OUTPUT_ENV, "output")))
+
+
+_standalone: Optional[StandaloneFolders] = None
+
+
+def configure(models: Sequence[os.PathLike | str] = (), output: Optional[os.PathLike | str] = None) -> None:
+    """Sets the standalone model roots and output folder (ignored inside ComfyUI)."""
+    global _standalone
+    base = _folders_from_env()
+    _standalone = StandaloneFolders(
+        tuple(Path(m) for m in models) or base.model_roots,
+        Path(output) if output is not None else base.output_dir,
+    )
+
+
+def _folders() -> StandaloneFolders:
+    return _standalone if _standalone is not None else _folders_from_env()
+
+
+def _standalone_dirs(folder: str) -> list[Path]:
+    names = (folder, *LEGACY_FOLDERS.get(folder, ()))
+    return [root / name for root in _folders().model_roots for name in names]
+
+
+def model_files(folder: str) -> list[str]:
+    """File names (relative, '/'-separated) offered in a loader's combo for a model folder."""
+    if in_comfyui():
+        return list(_comfy("folder_paths").get_filename_list(folder))
+    found = set()
+    for directory in _standalone_dirs(folder):
+        if directory.is_dir():
+            for path in directory.rglob("*"):
+                if path.suffix.lower() in MODEL_EXTENSIONS and path.is_file():
+                    found.add(path.relative_to(directory).as_posix())
+    return sorted(found)
+
+
+def model_path(folder: str, name: str) -> str:
+    """Full path of a model file chosen in a loader, or a FileNotFoundError saying where we looked."""
+    if in_comfyui():
+        folder_paths = _comfy("folder_paths")
+        path = folder_paths.get_full_path(folder, name)
+        searched = folder_paths.get_folder_paths(folder)
+    else:
+        candidates = [d / name for d in _standalone_dirs(folder)]
+        path = next((str(c) for c in candidates if c.is_file()), None)
+        searched = [str(d) for d in _standalone_dirs(folder)]
+    if path is None:
+        raise FileNotFoundError(
+            f"model file {name!r} not found in the {folder!r} folders ({', '.join(searched) or 'none'}); "
+            f"put it in one of them"
+            + ("" if in_comfyui() else f" or point --models / {MODELS_ENV} at a folder holding {folder}/")
+        )
+    return path
+
+
+# ----------------------------------------------------------------------------------- output files
+@dataclass(frozen=True)
+class OutputFile:
+    path: Path  # where to write; does not exist yet
+    filename: str
+    subfolder: str  # relative to the output folder, as ComfyUI's /view expects
+
+    def ui(self) -> dict:
+        """The entry ComfyUI's front end and /history use to show and download the file."""
+        return {"filename": self.filename, "subfolder": self.subfolder, "type": "output"}
+
+
+def output_directory() -> Path:
+    if in_comfyui():
+        return Path(_comfy("folder_paths").get_output_directory())
+    return _folders().output_dir
+
+
+def new_output_file(filename_prefix: str, extension: str) -> OutputFile:
+    """A fresh `<prefix>_00001_.<ext>` path in the output folder (ComfyUI's naming); never an existing file."""
+    root = output_directory().resolve()
+    target = (root / filename_prefix).resolve()
+    if root != target and root not in target.parents:
+        raise ValueError(
+            f"filename_prefix {filename_prefix!r} points outside the output folder {root}; "
+            "use a relative prefix such as 'kinema/video'"
+        )
+    directory, stem = target.parent, target.name
+    directory.mkdir(parents=True, exist_ok=True)
+    counter = 1 + max((_counter_of(p.name, stem) for p in directory.iterdir()), default=0)
+    while True:
+        filename = f"{stem}_{counter:05}_.{extension}"
+        if not (directory / filename).exists():
+            subfolder = "" if directory == root else directory.relative_to(root).as_posix()
+            return OutputFile(directory / filename, filename, subfolder)
+        counter += 1
+
+
+def _counter_of(filename: str, stem: str) -> int:
+    if not filename.startswith(stem + "_"):
+        return 0
+    digits = filename[len(stem) + 1 :].split("_")[0]
+    return int(digits) if digits.isdigit() else 0
+
+
+# ------------------------------------------------------------------------------ device and memory
+def torch_device() -> torch.device:
+    if in_comfyui():
+        return _comfy("comfy.model_management").get_torch_device()
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def free_memory() -> None:
+    """Makes room before loading a big model: ComfyUI unloads the models it manages."""
+    if in_comfyui():
+        _comfy("comfy.model_management").unload_all_models()
+    empty_cache()
+
+
+def empty_cache() -> None:
+    if in_comfyui():
+        _comfy("comfy.model_management").soft_empty_cache()
+    elif torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# -------------------------------------------------------------------------- progress and messages
+@contextlib.contextmanager
+def progress(description: str, total: int) -> Iterator[Progress]:
+    """A core Progress for one long loop: ComfyUI's ProgressBar + interrupt, or a tqdm bar."""
+    if not in_comfyui():
+        from ..core.progress import tqdm_progress
+
+        bar, close = tqdm_progress(description, total)
+        try:
+            yield bar
+        finally:
+            close()
+        return
+    bar = _comfy("comfy.utils").ProgressBar(total)
+    previews = _LatentPreviews()
+    yield Progress(
+        on_step=lambda done, total_, latent: bar.update_absolute(done, total_, previews.image(latent)),
+        check_cancel=_comfy("comfy.model_management").throw_exception_if_processing_interrupted,
+    )
+
+
+class _LatentPreviews:
+    """Turns a latent `[B,C,T,H,W]` into ComfyUI's preview image, honouring --preview-method."""
+
+    def __init__(self):
+        self._previewer = None
+        self._channels = None
+
+    def image(self, latent: Optional[torch.Tensor]):
+        if latent is None:
+            return None
+        if latent.shape[1] != self._channels:
+            self._channels = latent.shape[1]
+            self._previewer = _previewer_for(self._channels)
+        if self._previewer is None:
+            return None
+        return self._previewer.decode_latent_to_preview_image("JPEG", latent.float())
+
+
+def _previewer_for(channels: int):
+    # Wan 2.1 latents have 16 channels, Wan 2.2's 5B VAE 48; ComfyUI holds their RGB factors.
+    format_name = {16: "Wan21", 48: "Wan22"}.get(channels)
+    try:
+        latent_format = getattr(_comfy("comfy.latent_formats"), format_name)()
+        return _comfy("latent_preview").get_previewer(torch.device("cpu"), latent_format)
+    except (AttributeError, ImportError, TypeError) as error:  # an older ComfyUI: progress without previews
+        log.debug("Kinema: no latent preview for %s channels: %s", channels, error)
+        return None
+
+
+def show_text(node_id: Optional[str], text: str) -> None:
+    """Shows a short note on the node in the ComfyUI front end (and always logs it)."""
+    log.info("Kinema: %s", text)
+    if in_comfyui() and node_id is not None:
+        server = getattr(_comfy("server").PromptServer, "instance", None)
+        if server is not None and hasattr(server, "send_progress_text"):
+            server.send_progress_text(text, node_id)

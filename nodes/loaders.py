@@ -1,0 +1,128 @@
+"""Loader nodes: the DiT, the umT5 text encoder and the video VAE from ComfyUI's model folders."""
+from __future__ import annotations
+
+import torch
+
+from . import host
+from .types import DIT, TEXT_ENCODER, VAE, DiTModel, ModelSlot, TextEncoderModel, VAEModel
+
+# "default" keeps the dtype stored in the file; fp8 weights stay fp8 in memory and are
+# upcast layer by layer at compute time.
+WEIGHT_DTYPES = {
+    "default": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+    "fp32": torch.float32,
+    "fp8_e4m3fn": torch.float8_e4m3fn,
+    "fp8_e5m2": torch.float8_e5m2,
+}
+ATTENTION_BACKENDS = ["sdpa", "flash", "sage", "auto"]
+CATEGORY = "Kinema/loaders"
+
+
+def _dtype_input(tooltip: str, choices=tuple(WEIGHT_DTYPES)) -> tuple:
+    return (list(choices), {"default": "default", "tooltip": tooltip})
+
+
+class KinemaDiTLoader:
+    DESCRIPTION = "Loads a Wan 2.1 / 2.2 diffusion transformer (any official, ComfyUI, diffusers or fp8 file)."
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (DIT,)
+    RETURN_NAMES = ("dit",)
+    OUTPUT_TOOLTIPS = ("The diffusion transformer, for KinemaSampler.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model_name": (host.model_files("diffusion_models"), {
+                    "tooltip": "DiT checkpoint from models/diffusion_models (e.g. wan2.1_t2v_1.3B_fp16.safetensors)."}),
+                "weight_dtype": _dtype_input(
+                    "Precision the weights are kept in. 'default' keeps the file's; fp8 halves memory again "
+                    "(layers are upcast one at a time when they run)."),
+                "attention": (ATTENTION_BACKENDS, {"default": "sdpa", "tooltip":
+                    "Attention kernel: sdpa (PyTorch, always available), flash or sage (need their packages), "
+                    "auto (the fastest one installed)."}),
+            }
+        }
+
+    def load(self, model_name: str, weight_dtype: str, attention: str):
+        from ..core.dit import load_dit
+
+        host.free_memory()
+        path = host.model_path("diffusion_models", model_name)
+        model = load_dit(path, dtype=WEIGHT_DTYPES[weight_dtype], device=host.torch_device(), attention=attention)
+        return (DiTModel(model, model_name),)
+
+
+class KinemaTextEncoderLoader:
+    DESCRIPTION = "Loads the umT5-XXL text encoder Wan uses (official .pth, ComfyUI or transformers files)."
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (TEXT_ENCODER,)
+    RETURN_NAMES = ("text_encoder",)
+    OUTPUT_TOOLTIPS = ("The text encoder, for KinemaTextEncode.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "text_encoder_name": (host.model_files("text_encoders"), {
+                    "tooltip": "umT5 checkpoint from models/text_encoders (e.g. umt5_xxl_fp8_e4m3fn_scaled.safetensors)."}),
+                "weight_dtype": _dtype_input("Precision the weights are kept in. 'default' keeps the file's."),
+            }
+        }
+
+    def load(self, text_encoder_name: str, weight_dtype: str):
+        from ..core.text import load_text_encoder
+
+        path = host.model_path("text_encoders", text_encoder_name)
+        dtype = WEIGHT_DTYPES[weight_dtype]
+
+        def load():
+            host.free_memory()
+            return load_text_encoder(path, dtype=dtype, device=host.torch_device())
+
+        # Loaded now so that a wrong file fails here, at its own node, not later at the encode.
+        return (TextEncoderModel(ModelSlot(load, load()), text_encoder_name, path, dtype),)
+
+
+class KinemaVAELoader:
+    DESCRIPTION = "Loads the Wan 2.1 (16-channel) or Wan 2.2 (48-channel, for TI2V-5B) video VAE."
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (VAE,)
+    RETURN_NAMES = ("vae",)
+    OUTPUT_TOOLTIPS = ("The video VAE, for KinemaEmptyLatent, KinemaSampler (start image) and the decoders.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "vae_name": (host.model_files("vae"), {
+                    "tooltip": "VAE checkpoint from models/vae (wan_2.1_vae.safetensors or wan2.2_vae.safetensors)."}),
+                "weight_dtype": _dtype_input(
+                    "Precision of the VAE. fp32 is the most faithful; bf16 halves memory.",
+                    choices=("default", "bf16", "fp16", "fp32")),
+            }
+        }
+
+    def load(self, vae_name: str, weight_dtype: str):
+        from ..core.vae import load_vae
+
+        path = host.model_path("vae", vae_name)
+        model = load_vae(path, dtype=WEIGHT_DTYPES[weight_dtype], device=host.torch_device())
+        return (VAEModel(model, vae_name),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "KinemaDiTLoader": KinemaDiTLoader,
+    "KinemaTextEncoderLoader": KinemaTextEncoderLoader,
+    "KinemaVAELoader": KinemaVAELoader,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "KinemaDiTLoader": "Kinema DiT Loader",
+    "KinemaTextEncoderLoader": "Kinema Text Encoder Loader",
+    "KinemaVAELoader": "Kinema VAE Loader",
+}

@@ -1,0 +1,109 @@
+"""The DiT sampler node: flow-matching sampling with optional Wan2.2 expert switching and start image."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from . import host
+from .types import CONDITIONING, DIT, VAE, Conditioning, DiTModel, VAEModel
+
+SOLVERS = ["unipc", "euler", "dpmpp_2m"]  # core.sampling.SOLVERS; listed here so the node list loads without torch work
+MAX_SEED = 2**64 - 1
+
+
+class KinemaSampler:
+    DESCRIPTION = ("Samples a latent video with a Wan DiT. Connect dit_low_noise for Wan2.2 A14B (dit is then the "
+                   "high-noise expert); connect start_image and vae for image-to-video (I2V / TI2V-5B).")
+    CATEGORY = "Kinema/sampling"
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("samples",)
+    OUTPUT_TOOLTIPS = ("Sampled latent video [B, C, T, H, W] for the decode nodes.",)
+    FUNCTION = "sample"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "dit": (DIT, {"tooltip": "From KinemaDiTLoader; the high-noise expert when dit_low_noise is set."}),
+                "conditioning": (CONDITIONING, {"tooltip": "From KinemaTextEncode."}),
+                "latent": ("LATENT", {"tooltip":
+                    "Sets the video size: an empty latent from KinemaEmptyLatent, or a latent video to refine "
+                    "(with denoise < 1)."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True,
+                                 "tooltip": "Noise seed; the noise is drawn on the CPU, so a seed gives the same "
+                                            "video on every machine."}),
+                "steps": ("INT", {"default": 30, "min": 1, "max": 1000, "tooltip":
+                    "Sampling steps (Wan uses 50; 20-30 is usually enough with unipc)."}),
+                "cfg": ("FLOAT", {"default": 5.0, "min": 0.0, "max": 30.0, "step": 0.1, "round": 0.01, "tooltip":
+                    "Classifier-free guidance scale; 1.0 turns guidance off (twice as fast)."}),
+                "shift": ("FLOAT", {"default": 5.0, "min": 0.01, "max": 100.0, "step": 0.1, "round": 0.01,
+                                    "tooltip": "Time shift of the noise schedule: higher spends more steps at high "
+                                               "noise (Wan: 5.0; 3.0 for 480p Wan2.1; 12.0 for Wan2.2 T2V A14B)."}),
+                "solver": (SOLVERS, {"default": "unipc", "tooltip":
+                    "unipc (Wan's default, best at few steps), euler, or dpmpp_2m."}),
+                "denoise": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 1.0, "step": 0.01, "tooltip":
+                    "1.0 samples from pure noise; lower keeps that much of the input latent (video-to-video)."}),
+                "boundary": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.999, "step": 0.005, "tooltip":
+                    "Two experts only: the high-noise expert runs while t >= boundary * 1000. 0 = Wan's value "
+                    "(0.875 text-to-video, 0.9 image-to-video)."}),
+                "cfg_low_noise": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 30.0, "step": 0.1, "round": 0.01,
+                                            "tooltip": "Two experts only: guidance scale of the low-noise expert; "
+                                                       "0 = same as cfg (Wan2.2 A14B uses 3.0 low / 4.0 high)."}),
+            },
+            "optional": {
+                "dit_low_noise": (DIT, {"tooltip": "Wan2.2 A14B low-noise expert; runs the steps after the boundary."}),
+                "start_image": ("IMAGE", {"tooltip":
+                    "First frame for image-to-video (I2V models, Wan2.2 TI2V-5B); resized and centre-cropped "
+                    "to the latent's size. Needs vae."}),
+                "vae": (VAE, {"tooltip": "Encodes start_image; the same VAE you decode with."}),
+            },
+        }
+
+    def sample(self, dit: DiTModel, conditioning: Conditioning, latent: dict, seed: int, steps: int, cfg: float,
+               shift: float, solver: str, denoise: float, boundary: float, cfg_low_noise: float,
+               dit_low_noise: Optional[DiTModel] = None, start_image: Optional[torch.Tensor] = None,
+               vae: Optional[VAEModel] = None):
+        from ..core.sampling import SamplerSettings, sample
+
+        settings = SamplerSettings(
+            steps=steps, cfg=cfg, shift=shift, solver=solver, seed=seed, denoise=denoise,
+            boundary=boundary or None, cfg_low_noise=cfg_low_noise or None,
+        )
+        samples = latent["samples"]  # [B, C, T, H, W]
+        batch = samples.shape[0]
+        start = {"latents": samples} if settings.partial else {"shape": tuple(samples.shape)}
+        image = _start_image(dit, vae, start_image, samples.shape) if start_image is not None else None
+        with host.progress("Kinema sampling", steps) as progress:
+            result = sample(
+                dit.model, [conditioning.positive] * batch, [conditioning.negative] * batch, settings=settings,
+                dit_low_noise=dit_low_noise.model if dit_low_noise is not None else None, image=image,
+                progress=progress, device=host.torch_device(), **start,
+            )
+        host.empty_cache()
+        return ({"samples": result.cpu()},)
+
+
+def _start_image(dit: DiTModel, vae: Optional[VAEModel], image: torch.Tensor, shape):
+    """ComfyUI IMAGE [N, H, W, 3] in 0..1 (first image used) -> the model's image conditioning."""
+    from ..core.sampling.conditioning import first_frame_video, fit_image, i2v_conditioning, ti2v_conditioning
+
+    if vae is None:
+        raise ValueError("KinemaSampler: start_image needs the VAE to encode it; connect KinemaVAELoader to 'vae'.")
+    batch, channels, latent_frames, latent_h, latent_w = shape
+    vae_config, dit_config = vae.model.config, dit.model.config
+    frames = (latent_frames - 1) * vae_config.temporal_stride + 1
+    picture = image[:1].permute(0, 3, 1, 2).float() * 2 - 1  # [1, 3, h, w] in [-1, 1]
+    picture = fit_image(picture, latent_h * vae_config.spatial_stride, latent_w * vae_config.spatial_stride)
+    picture = picture.to(host.torch_device())  # [1, 3, H, W]
+    if dit_config.in_dim > dit_config.out_dim:  # I2V models: image latents go beside the noise on channels
+        encoded = vae.model.encode(first_frame_video(picture, frames))  # [1, C, T, h, w]
+        return i2v_conditioning(encoded.expand(batch, -1, -1, -1, -1), frames)
+    if channels == 48:  # TI2V-5B: the image is the known, noise-free first latent frame
+        encoded = vae.model.encode(picture[:, :, None])  # [1, 48, 1, h, w]
+        return ti2v_conditioning(encoded.expand(batch, -1, -1, -1, -1), latent_frames)
+    raise ValueError(f"KinemaSampler: {dit.name} is a text-to-video model and takes no start_image; use an I2V "
+                     "model or Wan2.2 TI2V-5B, or disconnect start_image.")
+
+NODE_CLASS_MAPPINGS = {"KinemaSampler": KinemaSampler}
+NODE_DISPLAY_NAME_MAPPINGS = {"KinemaSampler": "Kinema Sampler"}

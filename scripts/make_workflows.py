@@ -1,0 +1,286 @@
+"""Writes workflows/<name>.json (ComfyUI UI format) and workflows/<name>_api.json (API format)
+from one Python description of each example graph, so the two never drift.
+
+    python scripts/make_workflows.py           # (re)write the files
+    python scripts/make_workflows.py --check   # exit 1 if a file differs from its source here
+
+Add an example: write a function that builds a Graph and decorate it with @example("name").
+Widget order comes from each node's INPUT_TYPES, which is how the front end reads the UI file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+REPO = Path(__file__).resolve().parent.parent
+WORKFLOWS = REPO / "workflows"
+WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
+PACK_ID = "kinema"  # registry id: lets ComfyUI-Manager offer to install missing nodes
+COLUMN_WIDTH, ROW_GAP, NODE_WIDTH = 400, 40, 340
+
+
+@dataclass(frozen=True)
+class Output:
+    node_id: int
+    index: int
+
+
+@dataclass
+class Node:
+    id: int
+    class_type: str
+    inputs: dict[str, Any]
+    title: Optional[str] = None
+
+    def __getitem__(self, index: int) -> Output:
+        return Output(self.id, index)
+
+
+Value = Union[Output, Node, int, float, str, bool]
+
+
+def _node_classes() -> dict:
+    from kinema.nodes import NODE_CLASS_MAPPINGS  # the repository, installed as `kinema` (scripts/bootstrap)
+
+    return NODE_CLASS_MAPPINGS
+
+
+@dataclass
+class Graph:
+    classes: dict
+    nodes: list[Node] = field(default_factory=list)
+
+    def add(self, class_type: str, title: Optional[str] = None, **inputs: Value) -> Node:
+        if class_type not in self.classes:
+            raise KeyError(f"unknown node {class_type}; known: {', '.join(sorted(self.classes))}")
+        declared = declared_inputs(self.classes[class_type])
+        unknown = set(inputs) - set(declared)
+        if unknown:
+            raise KeyError(f"{class_type} has no input(s) {sorted(unknown)}; it has {list(declared)}")
+        for name, (section, kind, options) in declared.items():
+            if name not in inputs and section == "required":
+                if not is_widget(kind) or "default" not in options:
+                    raise KeyError(f"{class_type}: required input {name!r} not given")
+                inputs[name] = options["default"]  # written out, so the API file is complete
+            if name in inputs and is_widget(kind) == isinstance(inputs[name], (Output, Node)):
+                raise TypeError(f"{class_type}.{name}: {'a value' if is_widget(kind) else 'a link'} is expected")
+        node = Node(len(self.nodes) + 1, class_type,
+                    {name: _as_output(inputs[name]) for name in declared if name in inputs}, title)
+        self.nodes.append(node)
+        return node
+
+
+def _as_output(value: Value):
+    return Output(value.id, 0) if isinstance(value, Node) else value
+
+
+def declared_inputs(node_class) -> dict[str, tuple[str, Any, dict]]:
+    """name -> (section, type or combo list, options) for required and optional inputs, in order."""
+    spec = node_class.INPUT_TYPES()
+    return {name: (section, entry[0], entry[1] if len(entry) > 1 else {})
+            for section in ("required", "optional") for name, entry in spec.get(section, {}).items()}
+
+
+def is_widget(kind) -> bool:
+    return isinstance(kind, list) or kind in WIDGET_TYPES
+
+
+# ----------------------------------------------------------------------------------------- formats
+def to_api(graph: Graph) -> dict:
+    api = {}
+    for node in graph.nodes:
+        inputs = {name: [str(v.node_id), v.index] if isinstance(v, Output) else v for name, v in node.inputs.items()}
+        api[str(node.id)] = {"class_type": node.class_type, "inputs": inputs,
+                             "_meta": {"title": node.title or node.class_type}}
+    return api
+
+
+def to_ui(graph: Graph) -> dict:
+    links = []  # [link_id, origin_id, origin_slot, target_id, target_slot, type]
+    for node in graph.nodes:
+        declared = declared_inputs(graph.classes[node.class_type])
+        sockets = [name for name, (_, kind, _) in declared.items() if not is_widget(kind)]
+        for slot, name in enumerate(sockets):
+            value = node.inputs.get(name)
+            if isinstance(value, Output):
+                links.append([len(links) + 1, value.node_id, value.index, node.id, slot, declared[name][1]])
+    depth = _depths(graph)
+    heights: dict[int, int] = {}
+    ui_nodes = []
+    for order, node in enumerate(graph.nodes):
+        node_class = graph.classes[node.class_type]
+        declared = declared_inputs(node_class)
+        sockets = [name for name, (_, kind, _) in declared.items() if not is_widget(kind)]
+        widgets = _widget_values(node, declared)
+        size = [NODE_WIDTH, _height(node_class, declared, len(sockets))]
+        column = depth[node.id]
+        ui_nodes.append({
+            "id": node.id,
+            "type": node.class_type,
+            "pos": [50 + COLUMN_WIDTH * column, 50 + heights.get(column, 0)],
+            "size": size,
+            "flags": {},
+            "order": order,
+            "mode": 0,
+            "inputs": [{"name": name, "type": declared[name][1],
+                        "link": next((l[0] for l in links if l[3] == node.id and l[4] == slot), None)}
+                       for slot, name in enumerate(sockets)],
+            "outputs": [{"name": name, "type": kind, "slot_index": index,
+                         "links": [l[0] for l in links if l[1] == node.id and l[2] == index] or None}
+                        for index, (name, kind) in enumerate(zip(_output_names(node_class), node_class.RETURN_TYPES))],
+            "properties": {"Node name for S&R": node.class_type, "cnr_id": PACK_ID},
+            "widgets_values": widgets,
+            **({"title": node.title} if node.title else {}),
+        })
+        heights[column] = heights.get(column, 0) + size[1] + ROW_GAP
+    return {
+        "last_node_id": len(graph.nodes),
+        "last_link_id": len(links),
+        "nodes": ui_nodes,
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {"ds": {"scale": 1.0, "offset": [0, 0]}},
+        "version": 0.4,
+    }
+
+
+def _widget_values(node: Node, declared: dict) -> list:
+    values = []
+    for name, (_, kind, options) in declared.items():
+        if not is_widget(kind):
+            continue
+        values.append(node.inputs.get(name, options.get("default")))
+        if options.get("control_after_generate"):
+            values.append("fixed")  # the front end's extra seed widget: keep the seed as saved
+    return values
+
+
+def _output_names(node_class) -> list[str]:
+    return list(getattr(node_class, "RETURN_NAMES", None) or node_class.RETURN_TYPES)
+
+
+def _height(node_class, declared: dict, sockets: int) -> int:
+    rows = max(sockets, len(node_class.RETURN_TYPES))
+    widgets = [options for _, kind, options in declared.values() if is_widget(kind)]
+    multiline = sum(1 for options in widgets if options.get("multiline"))
+    return 30 + 22 * rows + 26 * len(widgets) + 90 * multiline
+
+
+def _depths(graph: Graph) -> dict[int, int]:
+    depth: dict[int, int] = {}
+    for node in graph.nodes:  # nodes are added after their inputs
+        sources = [v.node_id for v in node.inputs.values() if isinstance(v, Output)]
+        depth[node.id] = 1 + max((depth[s] for s in sources), default=-1)
+    return depth
+
+
+# ---------------------------------------------------------------------------------------- examples
+EXAMPLES: dict[str, Callable[[Graph], None]] = {}
+
+
+def example(name: str):
+    def register(build: Callable[[Graph], None]):
+        EXAMPLES[name] = build
+        return build
+    return register
+
+
+PROMPT = ("A red fox trots through fresh snow in a birch forest at sunrise, breath steaming, soft golden light, "
+          "slow tracking shot, shallow depth of field, cinematic.")
+
+
+def _text(g: Graph, prompt: str = PROMPT):
+    encoder = g.add("KinemaTextEncoderLoader", text_encoder_name="umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+                    weight_dtype="default")
+    return g.add("KinemaTextEncode", text_encoder=encoder, prompt=prompt, unload_encoder=True)
+
+
+@example("wan21_t2v_1.3b")
+def wan21_t2v_1_3b(g: Graph) -> None:
+    dit = g.add("KinemaDiTLoader", model_name="wan2.1_t2v_1.3B_fp16.safetensors", weight_dtype="default",
+                attention="sdpa")
+    vae = g.add("KinemaVAELoader", vae_name="wan_2.1_vae.safetensors", weight_dtype="default")
+    conditioning = _text(g)
+    latent = g.add("KinemaEmptyLatent", vae=vae, aspect_ratio="16:9", width=832, height=480, frames=81,
+                   seconds=0.0, fps=16)
+    # Wan's README recommends shift 8-12 and guidance 6 for the 1.3B model.
+    samples = g.add("KinemaSampler", dit=dit, conditioning=conditioning, latent=latent[0], seed=42, steps=30,
+                    cfg=6.0, shift=8.0, solver="unipc", denoise=1.0, boundary=0.0, cfg_low_noise=0.0)
+    g.add("KinemaDecodeToVideo", vae=vae, samples=samples, fps=16, filename_prefix="kinema/wan21_t2v_1.3b")
+
+
+@example("wan22_ti2v_5b")
+def wan22_ti2v_5b(g: Graph) -> None:
+    dit = g.add("KinemaDiTLoader", model_name="wan2.2_ti2v_5B_fp16.safetensors", weight_dtype="default",
+                attention="sdpa")
+    vae = g.add("KinemaVAELoader", vae_name="wan2.2_vae.safetensors", weight_dtype="default")
+    conditioning = _text(g)
+    latent = g.add("KinemaEmptyLatent", vae=vae, aspect_ratio="custom (width x height)", width=1280, height=704,
+                   frames=121, seconds=0.0, fps=24)
+    # Connect an image to start_image (and this vae to vae) for image-to-video.
+    samples = g.add("KinemaSampler", dit=dit, conditioning=conditioning, latent=latent[0], seed=42, steps=30,
+                    cfg=5.0, shift=5.0, solver="unipc", denoise=1.0, boundary=0.0, cfg_low_noise=0.0, vae=vae)
+    g.add("KinemaDecodeToVideo", vae=vae, samples=samples, fps=24, filename_prefix="kinema/wan22_ti2v_5b")
+
+
+@example("wan22_t2v_a14b")
+def wan22_t2v_a14b(g: Graph) -> None:
+    high = g.add("KinemaDiTLoader", "DiT high noise", model_name="wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
+                 weight_dtype="default", attention="sdpa")
+    low = g.add("KinemaDiTLoader", "DiT low noise", model_name="wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",
+                weight_dtype="default", attention="sdpa")
+    vae = g.add("KinemaVAELoader", vae_name="wan_2.1_vae.safetensors", weight_dtype="default")
+    conditioning = _text(g)
+    latent = g.add("KinemaEmptyLatent", vae=vae, aspect_ratio="16:9", width=1280, height=720, frames=81,
+                   seconds=0.0, fps=16)
+    # Official A14B recipe: 40 steps, shift 12, guidance 4.0 (high noise) / 3.0 (low noise), boundary 0.875.
+    samples = g.add("KinemaSampler", dit=high, conditioning=conditioning, latent=latent[0], seed=42, steps=40,
+                    cfg=4.0, shift=12.0, solver="unipc", denoise=1.0, boundary=0.875, cfg_low_noise=3.0,
+                    dit_low_noise=low)
+    g.add("KinemaDecodeToVideo", vae=vae, samples=samples, fps=16, filename_prefix="kinema/wan22_t2v_a14b")
+
+
+# ------------------------------------------------------------------------------------------- files
+def render_all() -> dict[str, str]:
+    """File name -> exact file text for every example."""
+    classes = _node_classes()
+    files = {}
+    for name, build in EXAMPLES.items():
+        graph = Graph(classes)
+        build(graph)
+        files[f"{name}.json"] = _dump(to_ui(graph))
+        files[f"{name}_api.json"] = _dump(to_api(graph))
+    return files
+
+
+def _dump(data: dict) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when a file is out of date")
+    args = parser.parse_args(argv)
+    stale = []
+    for filename, text in render_all().items():
+        path = WORKFLOWS / filename
+        if path.exists() and path.read_text(encoding="utf-8") == text:
+            continue
+        stale.append(filename)
+        if not args.check:
+            WORKFLOWS.mkdir(exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    if args.check and stale:
+        print(f"out of date: {', '.join(stale)}; run python scripts/make_workflows.py", file=sys.stderr)
+        return 1
+    print("\n".join(f"wrote workflows/{f}" for f in stale) if stale else "workflows are up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
