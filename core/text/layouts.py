@@ -80,12 +80,13 @@ def _describe_other_model(keys: set[str]) -> str:
     def has(fragment: str) -> bool:
         return any(fragment in k for k in keys)
 
+    # CLIP vision first: it has a patch_embedding too.
+    if has("visual.") or has("vision_model."):
+        return "this looks like a CLIP vision (image) encoder"
     if has("patch_embedding") or has("self_attn.q.") or has("cross_attn.") or has("diffusion_model."):
         return "this looks like a Wan diffusion model (DiT) — load it with the diffusion-model loader"
     if has("decoder.conv") or has("encoder.conv1") or has("post_quant_conv") or has("decoder.up_blocks"):
         return "this looks like a VAE — load it with the VAE loader"
-    if has("visual.") or has("vision_model."):
-        return "this looks like a CLIP vision (image) encoder"
     if has("text_model.") or has("textual."):
         return "this looks like a CLIP text encoder"
     return f"found no umT5 tensors (no token_embedding.weight or shared.weight among {len(keys)} keys)"

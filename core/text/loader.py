@@ -42,8 +42,9 @@ def load_text_encoder(
     embedded = tensors.pop(EMBEDDED_SPIECE_KEY, None)
     canonical = to_canonical(tensors, state.source)
     config = UMT5Config.from_state_dict(canonical, state.source)
+    model = _build_model(config, canonical, compute_dtype, state.source)
     vocabulary = _resolve_tokenizer(tokenizer, embedded, Path(path), state.source)
-    model = _build_model(config, canonical, compute_dtype, state.source).to(device)
+    model = model.to(device)
     return TextEncoder(model, vocabulary, compute_dtype)
 
 
@@ -54,9 +55,15 @@ def _build_model(config: UMT5Config, tensors: dict[str, torch.Tensor], compute_d
     model.requires_grad_(False).eval()
     stored = {key: _storage(key, t, compute_dtype) for key, t in tensors.items()}
     try:
-        model.load_state_dict(stored, strict=True, assign=True)
-    except RuntimeError as err:
-        raise CheckpointError(f"{source}: tensors do not fit a umT5 encoder ({config}): {err}") from err
+        result = model.load_state_dict(stored, strict=False, assign=True)
+    except RuntimeError as err:  # shape mismatches
+        details = " ".join(str(err).split())
+        raise CheckpointError(f"{source}: tensor shapes do not fit a umT5 encoder ({config}): {details}") from err
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"{source}: incomplete or inconsistent umT5 encoder: missing {result.missing_keys[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]}; the file may be truncated or a partial merge, download it again"
+        )
     return model
 
 
