@@ -138,9 +138,7 @@ def wait_with_websocket(socket: WebSocket, prompt_id: str, report: Callable[[str
         elif kind == "execution_interrupted":
             raise SubmitError(f"prompt {prompt_id} was interrupted")
         elif kind == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
-            return
-        elif kind == "execution_success":
-            return
+            return  # sent after the history entry is written (execution_success comes before it)
 
 
 def wait_with_polling(client: ComfyClient, prompt_id: str, deadline: Optional[float]) -> None:
@@ -175,8 +173,7 @@ def submit(graph: dict, server: str, output: Path, timeout: Optional[float] = No
         report(f"queued prompt {prompt_id} on {client.server}")
         if socket is not None:
             wait_with_websocket(socket, prompt_id, report, deadline)
-        else:
-            wait_with_polling(client, prompt_id, deadline)
+        wait_with_polling(client, prompt_id, deadline)  # the history entry is the record of what was made
     finally:
         if socket is not None:
             socket.close()

@@ -6,9 +6,9 @@ import torch
 from . import host
 from .types import DIT, TEXT_ENCODER, VAE, DiTModel, ModelSlot, TextEncoderModel, VAEModel
 
-# "default" keeps the dtype stored in the file; fp8 weights stay fp8 in memory and are
-# upcast layer by layer at compute time.
-WEIGHT_DTYPES = {
+# DiT: the precision weights are kept in ("default" = as stored; fp8 stays fp8 and is upcast
+# layer by layer when it runs). Text encoder and VAE: the precision they compute in.
+DTYPES = {
     "default": None,
     "bf16": torch.bfloat16,
     "fp16": torch.float16,
@@ -20,7 +20,10 @@ ATTENTION_BACKENDS = ["sdpa", "flash", "sage", "auto"]
 CATEGORY = "Kinema/loaders"
 
 
-def _dtype_input(tooltip: str, choices=tuple(WEIGHT_DTYPES)) -> tuple:
+COMPUTE_DTYPES = ("default", "bf16", "fp16", "fp32")
+
+
+def _dtype_input(tooltip: str, choices=tuple(DTYPES)) -> tuple:
     return (list(choices), {"default": "default", "tooltip": tooltip})
 
 
@@ -52,7 +55,7 @@ class KinemaDiTLoader:
 
         host.free_memory()
         path = host.model_path("diffusion_models", model_name)
-        model = load_dit(path, dtype=WEIGHT_DTYPES[weight_dtype], device=host.torch_device(), attention=attention)
+        model = load_dit(path, dtype=DTYPES[weight_dtype], device=host.torch_device(), attention=attention)
         return (DiTModel(model, model_name),)
 
 
@@ -70,22 +73,23 @@ class KinemaTextEncoderLoader:
             "required": {
                 "text_encoder_name": (host.model_files("text_encoders"), {
                     "tooltip": "umT5 checkpoint from models/text_encoders (e.g. umt5_xxl_fp8_e4m3fn_scaled.safetensors)."}),
-                "weight_dtype": _dtype_input("Precision the weights are kept in. 'default' keeps the file's."),
+                "dtype": _dtype_input("Precision the encoder computes in; 'default' is fp32 on CPU, bf16 on GPU "
+                                      "(weights stay as stored when narrower).", COMPUTE_DTYPES),
             }
         }
 
-    def load(self, text_encoder_name: str, weight_dtype: str):
+    def load(self, text_encoder_name: str, dtype: str):
         from ..core.text import load_text_encoder
 
         path = host.model_path("text_encoders", text_encoder_name)
-        dtype = WEIGHT_DTYPES[weight_dtype]
+        compute_dtype = DTYPES[dtype]
 
         def load():
             host.free_memory()
-            return load_text_encoder(path, dtype=dtype, device=host.torch_device())
+            return load_text_encoder(path, dtype=compute_dtype, device=host.torch_device())
 
         # Loaded now so that a wrong file fails here, at its own node, not later at the encode.
-        return (TextEncoderModel(ModelSlot(load, load()), text_encoder_name, path, dtype),)
+        return (TextEncoderModel(ModelSlot(load, load()), text_encoder_name, path, compute_dtype),)
 
 
 class KinemaVAELoader:
@@ -102,17 +106,16 @@ class KinemaVAELoader:
             "required": {
                 "vae_name": (host.model_files("vae"), {
                     "tooltip": "VAE checkpoint from models/vae (wan_2.1_vae.safetensors or wan2.2_vae.safetensors)."}),
-                "weight_dtype": _dtype_input(
-                    "Precision of the VAE. fp32 is the most faithful; bf16 halves memory.",
-                    choices=("default", "bf16", "fp16", "fp32")),
+                "dtype": _dtype_input("Precision the VAE computes in; 'default' is fp32 (the most faithful), "
+                                      "bf16 halves memory.", COMPUTE_DTYPES),
             }
         }
 
-    def load(self, vae_name: str, weight_dtype: str):
+    def load(self, vae_name: str, dtype: str):
         from ..core.vae import load_vae
 
         path = host.model_path("vae", vae_name)
-        model = load_vae(path, dtype=WEIGHT_DTYPES[weight_dtype], device=host.torch_device())
+        model = load_vae(path, dtype=DTYPES[dtype], device=host.torch_device())
         return (VAEModel(model, vae_name),)
 
 

@@ -196,7 +196,7 @@ PROMPT = ("A red fox trots through fresh snow in a birch forest at sunrise, brea
 
 def _text(g: Graph, prompt: str = PROMPT):
     encoder = g.add("KinemaTextEncoderLoader", text_encoder_name="umt5_xxl_fp8_e4m3fn_scaled.safetensors",
-                    weight_dtype="default")
+                    dtype="default")
     return g.add("KinemaTextEncode", text_encoder=encoder, prompt=prompt, unload_encoder=True)
 
 
@@ -204,7 +204,7 @@ def _text(g: Graph, prompt: str = PROMPT):
 def wan21_t2v_1_3b(g: Graph) -> None:
     dit = g.add("KinemaDiTLoader", model_name="wan2.1_t2v_1.3B_fp16.safetensors", weight_dtype="default",
                 attention="sdpa")
-    vae = g.add("KinemaVAELoader", vae_name="wan_2.1_vae.safetensors", weight_dtype="default")
+    vae = g.add("KinemaVAELoader", vae_name="wan_2.1_vae.safetensors", dtype="default")
     conditioning = _text(g)
     latent = g.add("KinemaEmptyLatent", vae=vae, aspect_ratio="16:9", width=832, height=480, frames=81,
                    seconds=0.0, fps=16)
@@ -218,7 +218,7 @@ def wan21_t2v_1_3b(g: Graph) -> None:
 def wan22_ti2v_5b(g: Graph) -> None:
     dit = g.add("KinemaDiTLoader", model_name="wan2.2_ti2v_5B_fp16.safetensors", weight_dtype="default",
                 attention="sdpa")
-    vae = g.add("KinemaVAELoader", vae_name="wan2.2_vae.safetensors", weight_dtype="default")
+    vae = g.add("KinemaVAELoader", vae_name="wan2.2_vae.safetensors", dtype="default")
     conditioning = _text(g)
     latent = g.add("KinemaEmptyLatent", vae=vae, aspect_ratio="custom (width x height)", width=1280, height=704,
                    frames=121, seconds=0.0, fps=24)
@@ -234,7 +234,7 @@ def wan22_t2v_a14b(g: Graph) -> None:
                  weight_dtype="default", attention="sdpa")
     low = g.add("KinemaDiTLoader", "DiT low noise", model_name="wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",
                 weight_dtype="default", attention="sdpa")
-    vae = g.add("KinemaVAELoader", vae_name="wan_2.1_vae.safetensors", weight_dtype="default")
+    vae = g.add("KinemaVAELoader", vae_name="wan_2.1_vae.safetensors", dtype="default")
     conditioning = _text(g)
     latent = g.add("KinemaEmptyLatent", vae=vae, aspect_ratio="16:9", width=1280, height=720, frames=81,
                    seconds=0.0, fps=16)

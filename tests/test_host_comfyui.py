@@ -1,0 +1,118 @@
+"""The pack inside a real ComfyUI: start-up log, /object_info, every example workflow via `kinema submit`.
+
+Runs only when KINEMA_COMFYUI points at a ComfyUI checkout (its python: KINEMA_COMFYUI_PYTHON,
+default this interpreter; it needs ComfyUI's requirements and ours). Everything ComfyUI writes
+goes to a temporary --base-directory whose custom_nodes/ links to this repository.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import kinema
+from kinema.core.video import read_video
+from kinema.nodes import NODE_CLASS_MAPPINGS
+from tiny_model_folders import make_model_folders
+from workflow_cases import TINY_SETS, WORKFLOWS, expected_video
+
+pytestmark = pytest.mark.host
+
+REPO = Path(kinema.__file__).resolve().parent
+START_TIMEOUT = 300
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get_json(url: str):
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def comfyui(tmp_path_factory):
+    checkout = Path(os.environ["KINEMA_COMFYUI"])
+    python = os.environ.get("KINEMA_COMFYUI_PYTHON", sys.executable)
+    base = tmp_path_factory.mktemp("comfyui_base")
+    (base / "custom_nodes").mkdir()
+    (base / "custom_nodes" / "kinema").symlink_to(REPO, target_is_directory=True)
+    make_model_folders(base / "models")
+    port = _free_port()
+    log_path = base / "comfyui.log"
+    command = [python, str(checkout / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+               "--base-directory", str(base), "--database-url", "sqlite:///:memory:", "--disable-api-nodes"]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=checkout, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"ComfyUI exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+            try:
+                _get_json(url + "/system_stats")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"ComfyUI did not answer in {START_TIMEOUT} s:\n{log_path.read_text()[-4000:]}")
+                time.sleep(1)
+        yield {"url": url, "base": base, "log": log_path}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_startup_log_shows_kinema_loaded_cleanly(comfyui):
+    log = comfyui["log"].read_text()
+    pack = str(comfyui["base"] / "custom_nodes" / "kinema")
+    timing = [line for line in log.splitlines() if line.rstrip().endswith(pack) or pack + " " in line]
+    assert timing, f"Kinema missing from the custom node import times:\n{log[-3000:]}"
+    assert not any("IMPORT FAILED" in line for line in timing), "\n".join(timing)
+    assert f"Cannot import {pack}" not in log
+    ours = [line for line in log.splitlines() if "Kinema:" in line or "kinema" in line.lower() and "warn" in line.lower()]
+    assert not [line for line in ours if "disabled" in line or "warn" in line.lower()], "\n".join(ours)
+
+
+def test_object_info_lists_every_node_with_its_inputs(comfyui):
+    info = _get_json(comfyui["url"] + "/object_info")
+    for node_id, node_class in NODE_CLASS_MAPPINGS.items():
+        assert node_id in info, f"{node_id} missing from /object_info"
+        declared = node_class.INPUT_TYPES()
+        served = info[node_id]
+        for section in ("required", "optional"):
+            assert list(served["input"].get(section, {})) == list(declared.get(section, {})), (node_id, section)
+        assert served["category"].startswith("Kinema/")
+        assert served["output"] == list(node_class.RETURN_TYPES)
+    models = info["KinemaDiTLoader"]["input"]["required"]["model_name"][0]
+    assert "wan2.1_t2v_1.3B_fp16.safetensors" in models
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_submit_workflow_writes_the_mp4(comfyui, name, tmp_path):
+    sets = [arg for s in TINY_SETS[name] for arg in ("--set", s)]
+    command = [sys.executable, "-m", "kinema", "submit", str(REPO / "workflows" / f"{name}_api.json"),
+               "--server", comfyui["url"], "--output", str(tmp_path), "--timeout", "600", *sets]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{done.stderr}\n--- ComfyUI log ---\n{comfyui['log'].read_text()[-4000:]}"
+    downloaded = [Path(line) for line in done.stdout.split()]
+    assert len(downloaded) == 1 and downloaded[0].suffix == ".mp4"
+    in_output = list((comfyui["base"] / "output").rglob(downloaded[0].name))
+    assert in_output, "the mp4 is not in ComfyUI's output folder"
+    frames, width, height, fps = expected_video(name)
+    video = read_video(in_output[0])
+    assert (video.frame_count, video.frames.shape[2], video.frames.shape[1], video.fps) == (frames, width, height, fps)
+    assert downloaded[0].read_bytes() == in_output[0].read_bytes()

@@ -1,0 +1,65 @@
+"""A ComfyUI-style models folder (diffusion_models/, text_encoders/, vae/) of tiny random models,
+saved under the file names the example workflows use, for node, workflow, CLI and host tests.
+
+The DiTs are built like tests/tiny_dit.py's, but with text_dim = the tiny umT5's width so that
+the text encoder's output feeds them as in a real pipeline.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from tiny_dit import save_tiny_dit
+from tiny_umt5 import TINY_DIMS, save_tiny_umt5
+from tiny_vae import save_tiny_vae
+
+# file name -> (variant, layout, stored dtype, seed)
+DITS = {
+    "wan2.1_t2v_1.3B_fp16.safetensors": ("t2v", "comfy", torch.float16, 0),
+    "wan2.2_ti2v_5B_fp16.safetensors": ("ti2v", "comfy", torch.float16, 1),
+    "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors": ("t2v", "comfy_prefixed", "fp8_scaled", 2),
+    "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors": ("t2v", "comfy_prefixed", "fp8_scaled", 3),
+    "tiny_wan2.2_i2v.safetensors": ("i2v", "comfy", torch.float32, 4),
+}
+VAES = {"wan_2.1_vae.safetensors": "2.1", "wan2.2_vae.safetensors": "2.2"}
+TEXT_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+CHANNELS = {"t2v": (16, 16), "i2v": (36, 16), "ti2v": (48, 48)}
+
+
+def tiny_dit_model(variant: str, seed: int):
+    """A random diffusers WanTransformer3DModel (2 heads of 128, 1 block) reading the tiny umT5's output."""
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(seed)
+    in_channels, out_channels = CHANNELS[variant]
+    model = WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=128, in_channels=in_channels,
+        out_channels=out_channels, text_dim=TINY_DIMS["d_model"], freq_dim=256, ffn_dim=256, num_layers=1,
+        cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6,
+    )
+    return model.eval()
+
+
+def make_model_folders(root: Path) -> Path:
+    """Writes every model the example workflows name (once per root) and returns the root."""
+    done = root / ".complete"
+    if done.exists():
+        return root
+    scratch = root / "scratch"
+    for name, (variant, layout, dtype, seed) in DITS.items():
+        path = save_tiny_dit(scratch / name, layout=layout, variant=variant, dtype=dtype,
+                             model=tiny_dit_model(variant, seed))
+        _place(path, root / "diffusion_models" / name)
+    for name, version in VAES.items():
+        _place(save_tiny_vae(scratch / name, version=version, layout="comfy"), root / "vae" / name)
+    _place(save_tiny_umt5(scratch / "umt5", layout="comfy_fp8_scaled"), root / "text_encoders" / TEXT_ENCODER)
+    shutil.rmtree(scratch)
+    done.touch()
+    return root
+
+
+def _place(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(source), str(target))
