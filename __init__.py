@@ -13,6 +13,8 @@ _PUBLIC_API = {
     "load_text_encoder": ".api",
     "load_vae": ".api",
     "generate": ".api",
+    "sample": ".api",
+    "SamplerSettings": ".api",
 }
 
 
