@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from tiny_dit import save_tiny_dit
@@ -63,3 +64,9 @@ def make_model_folders(root: Path) -> Path:
 def _place(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(source), str(target))
+
+
+@pytest.fixture(scope="session")
+def model_root(tmp_path_factory) -> Path:
+    """The tiny models folder, built once per test session (import this fixture into a test module)."""
+    return make_model_folders(tmp_path_factory.getbasetemp() / "kinema_models")
