@@ -93,22 +93,29 @@ def infer_config(
     config_json: Optional[dict] = None,
 ) -> DiTConfig:
     """DiTConfig of a canonical (official-named) state dict; `source` names the file in errors."""
-    dim = tensors["head.modulation"].shape[-1]
-    patch_weight = tensors["patch_embedding.weight"]  # [dim, in_dim, pt, ph, pw]
-    patch_size = tuple(int(s) for s in patch_weight.shape[2:])
+
+    def shape(key: str) -> torch.Size:
+        if key not in tensors:
+            raise CheckpointError(f"{source}: lacks the tensor {key!r} of every Wan DiT; the file is incomplete, "
+                                  f"download it again")
+        return tensors[key].shape
+
+    dim = shape("head.modulation")[-1]
+    patch_weight = shape("patch_embedding.weight")  # [dim, in_dim, pt, ph, pw]
+    patch_size = tuple(int(s) for s in patch_weight[2:])
     patch_volume = patch_size[0] * patch_size[1] * patch_size[2]
     layers = {int(m.group(1)) for k in tensors if (m := re.match(r"blocks\.(\d+)\.", k))}
     if layers != set(range(len(layers))) or not layers:
         raise CheckpointError(f"{source}: transformer blocks are not numbered 0..N-1 (found {sorted(layers)[:8]}...)")
     config = DiTConfig(
         dim=dim,
-        ffn_dim=tensors["blocks.0.ffn.0.weight"].shape[0],
+        ffn_dim=shape("blocks.0.ffn.0.weight")[0],
         num_layers=len(layers),
         num_heads=_head_count(dim, source, num_heads, config_json),
-        in_dim=patch_weight.shape[1],
-        out_dim=tensors["head.head.weight"].shape[0] // patch_volume,
-        text_dim=tensors["text_embedding.0.weight"].shape[1],
-        freq_dim=tensors["time_embedding.0.weight"].shape[1],
+        in_dim=patch_weight[1],
+        out_dim=shape("head.head.weight")[0] // patch_volume,
+        text_dim=shape("text_embedding.0.weight")[1],
+        freq_dim=shape("time_embedding.0.weight")[1],
         patch_size=patch_size,
         image_dim=tensors["img_emb.proj.1.weight"].shape[1] if "img_emb.proj.1.weight" in tensors else None,
         image_tokens=tensors["img_emb.emb_pos"].shape[1] if "img_emb.emb_pos" in tensors else None,

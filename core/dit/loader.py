@@ -50,8 +50,8 @@ def load_dit(
         model.load_state_dict(tensors, strict=True, assign=True)
     except RuntimeError as err:
         raise CheckpointError(
-            f"{state.source}: the {layout.name} tensors do not fit a Wan DiT of the inferred shape "
-            f"{config}: {err}"
+            f"{state.source}: the tensors do not fit the Wan DiT their shapes describe ({config}): {err}. "
+            f"The file is incomplete or an unknown variant; download it again or choose another file"
         ) from err
     return model.requires_grad_(False).to(device).eval()
 
