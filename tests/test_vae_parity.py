@@ -60,8 +60,7 @@ def test_latents_are_normalised_with_published_stats(tmp_path):
     assert vae21.config.temporal_stride == vae22.config.temporal_stride == 4
 
 
-@pytest.mark.parametrize("file_dtype", (torch.bfloat16, torch.float16))
-@pytest.mark.parametrize("layout", ("comfy", "diffusers"))
+@pytest.mark.parametrize("file_dtype,layout", ((torch.bfloat16, "comfy"), (torch.float16, "diffusers")))
 def test_16bit_files_load_exactly(file_dtype, layout, tmp_path):
     """A 16-bit file computed in fp32 equals diffusers with the same rounded weights."""
     model = tiny_diffusers_vae("2.1").to(file_dtype).float()
@@ -80,7 +79,7 @@ def test_16bit_compute_stays_close(dtype, tmp_path):
     path = save_tiny_vae(tmp_path, "2.2", "comfy")
     exact, low = load_vae(path), load_vae(path, dtype=dtype)
     assert low.dtype == dtype
-    video = torch.rand(1, 3, 5, *TINY_FRAME["2.2"], generator=torch.Generator().manual_seed(3)) * 2 - 1
+    video = torch.rand(1, 3, 1, *TINY_FRAME["2.2"], generator=torch.Generator().manual_seed(3)) * 2 - 1
     latents = exact.encode(video)
     assert (low.encode(video) - latents).abs().max() <= 0.05 * latents.abs().max()
     ref = exact.decode(latents)
