@@ -1,0 +1,223 @@
+"""Applying LoRAs to a WanDiT: merged into the weights, or on the fly beside untouched weights.
+
+Both return a NEW DiT and leave the given one as it was, because ComfyUI (and any caller
+chaining LoRAs) keeps using the base model: the copy shares every tensor the LoRAs do not
+touch. Merged: each patched Linear gets a new weight W + sum(strength * delta) (fp8 weights
+are dequantised, patched and requantised with a fresh per-tensor scale); it runs at base
+speed. On the fly: each patched Linear is wrapped in `LoRALinear`, which adds the low-rank
+deltas per call, so fp8 (or shared) base weights stay as they are and LoRAs stack by
+appending adapters. Small non-Linear tensors (norms, modulation tables, the patch embedding)
+take their full `.diff` patches as new tensors in both modes.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..checkpoints.io import CheckpointError
+from ..checkpoints.quant import FP8_DTYPES
+from ..layers import Linear, cast_like
+from .loader import LoRA, LowRank
+
+MODES = ("merge", "on_the_fly")
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """One LoRA's patch of one Linear, strength folded in; tensors in the DiT's compute dtype."""
+
+    down: Optional[torch.Tensor] = None  # [r, in]
+    up: Optional[torch.Tensor] = None  # [out, r], times strength * alpha / rank
+    weight_diff: Optional[torch.Tensor] = None  # [out, in], times strength
+    bias: Optional[torch.Tensor] = None  # [out] total bias delta
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # [..., in] -> [..., out]
+        out = 0
+        if self.down is not None:
+            out = F.linear(F.linear(x, cast_like(self.down, x)), cast_like(self.up, x))
+        if self.weight_diff is not None:
+            out = out + F.linear(x, cast_like(self.weight_diff, x))
+        if self.bias is not None:
+            out = out + cast_like(self.bias, x)
+        return out
+
+
+class LoRALinear(nn.Module):
+    """A Linear plus LoRA adapters evaluated per call: y = base(x) + sum(adapter(x)).
+
+    Adapters are an immutable tuple so a chained copy can extend it without touching the
+    model it came from; they are not parameters (not in the state dict, never trained).
+    """
+
+    def __init__(self, base: Linear, adapters: tuple[Adapter, ...]):
+        super().__init__()
+        self.base = base
+        self.adapters = adapters
+
+    @property
+    def weight(self) -> torch.Tensor:  # the base weight, so shape checks see through the wrapper
+        return self.base.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        for adapter in self.adapters:
+            y = y + adapter(x)
+        return y
+
+
+def apply_loras(dit: nn.Module, loras: Sequence[tuple[LoRA, float]], mode: str = "merge") -> nn.Module:
+    """A copy of `dit` with each (lora, strength) applied; `dit` itself is left unchanged."""
+    if mode not in MODES:
+        raise ValueError(f"unknown LoRA mode {mode!r}; choose 'merge' (fastest) or 'on_the_fly' (keeps fp8 weights)")
+    for lora, _ in loras:
+        _check_fits(dit, lora)
+    out = _shared_copy(dit)
+    for lora, strength in loras:
+        if strength == 0:
+            continue
+        linear_targets = set(lora.low_rank)
+        for name, diff in lora.diffs.items():
+            owner = name.rpartition(".")[0]
+            if _is_linear(out.get_submodule(owner)):
+                linear_targets.add(owner)  # folded into that layer's adapter / merged weight
+            else:
+                _add_to_tensor(out, name, float(strength) * diff)
+        for module_name in sorted(linear_targets):
+            module = out.get_submodule(module_name)
+            adapter = _adapter(lora, module_name, float(strength), _base(module).weight.device, out.compute_dtype)
+            if mode == "merge":
+                _merge(_base(module), adapter)
+            else:
+                _attach(out, module_name, module, adapter)
+    return out
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+def _check_fits(dit: nn.Module, lora: LoRA) -> None:
+    modules = dict(dit.named_modules())
+    tensors = {**dict(dit.named_parameters()), **dict(dit.named_buffers())}
+    problems = []
+    for name, patch in lora.low_rank.items():
+        module = modules.get(name)
+        if module is None or not _is_linear(module):
+            problems.append(f"{name} (no such linear layer in this DiT)")
+            continue
+        out_features, in_features = module.weight.shape
+        if patch.down.shape[1] != in_features or patch.up.shape[0] != out_features:
+            problems.append(f"{name} (LoRA [{patch.up.shape[0]} x {patch.down.shape[1]}], layer "
+                            f"[{out_features} x {in_features}])")
+    for name, diff in lora.diffs.items():
+        target = tensors.get(_unwrapped(name, modules))
+        if target is None:
+            problems.append(f"{name} (no such tensor in this DiT)")
+        elif tuple(diff.shape) != tuple(target.shape):
+            problems.append(f"{name} (patch {tuple(diff.shape)}, tensor {tuple(target.shape)})")
+    if problems:
+        config = getattr(dit, "config", None)
+        model = f" ({config.preset})" if getattr(config, "preset", None) else ""
+        raise CheckpointError(
+            f"{lora.source}: this LoRA does not fit the DiT{model}: {len(problems)} layer(s) differ, first: "
+            f"{problems[:5]}. It was trained for another Wan model (e.g. 1.3B vs 14B, or an I2V LoRA on a T2V "
+            f"model); pick the LoRA made for this model"
+        )
+
+
+def _unwrapped(name: str, modules: dict) -> str:
+    """`blocks.0.self_attn.q.bias` -> `blocks.0.self_attn.q.base.bias` when q is already wrapped."""
+    owner, _, leaf = name.rpartition(".")
+    return f"{owner}.base.{leaf}" if isinstance(modules.get(owner), LoRALinear) else name
+
+
+def _is_linear(module: nn.Module) -> bool:
+    return isinstance(module, (Linear, LoRALinear))
+
+
+# --- building adapters ----------------------------------------------------------------------
+
+def _adapter(lora: LoRA, name: str, strength: float, device: torch.device, dtype: torch.dtype) -> Adapter:
+    patch: Optional[LowRank] = lora.low_rank.get(name)
+    weight_diff = lora.diffs.get(f"{name}.weight")
+    bias_diff = lora.diffs.get(f"{name}.bias")
+
+    def prepared(t: torch.Tensor, factor: float = 1.0) -> torch.Tensor:
+        return (t.to(device, torch.float32) * factor).to(dtype)
+
+    bias = None
+    if bias_diff is not None:
+        bias = strength * bias_diff.to(device, torch.float32)
+    if patch is not None and patch.up_bias is not None:
+        up_bias = strength * patch.scale * patch.up_bias.to(device, torch.float32)
+        bias = up_bias if bias is None else bias + up_bias
+    return Adapter(
+        down=prepared(patch.down) if patch is not None else None,
+        up=prepared(patch.up, strength * patch.scale) if patch is not None else None,
+        weight_diff=prepared(weight_diff, strength) if weight_diff is not None else None,
+        bias=bias.to(dtype) if bias is not None else None,
+    )
+
+
+def _base(module: nn.Module) -> Linear:
+    return module.base if isinstance(module, LoRALinear) else module
+
+
+# --- merged ---------------------------------------------------------------------------------
+
+def _merge(linear: Linear, adapter: Adapter) -> None:
+    """Replace `linear`'s weight (and bias) by new tensors holding the patched values."""
+    weight = linear.weight
+    merged = weight.float()  # [out, in]
+    if linear.weight_scale is not None:
+        merged = merged * linear.weight_scale.float()
+    if adapter.down is not None:
+        merged = merged + adapter.up.float() @ adapter.down.float()
+    if adapter.weight_diff is not None:
+        merged = merged + adapter.weight_diff.float()
+    if weight.dtype in FP8_DTYPES:
+        # Requantise with a fresh per-tensor scale: the patched range differs from the base one.
+        scale = merged.abs().amax().clamp_min(1e-12) / torch.finfo(weight.dtype).max
+        linear.weight = nn.Parameter((merged / scale).to(weight.dtype), requires_grad=False)
+        linear.weight_scale = scale.reshape(())
+    else:
+        if linear.weight_scale is not None:
+            linear.weight_scale = None  # folded in above
+        linear.weight = nn.Parameter(merged.to(weight.dtype), requires_grad=False)
+    if adapter.bias is not None:
+        if linear.bias is None:
+            raise CheckpointError("a LoRA patches the bias of a linear layer that has none")
+        linear.bias = nn.Parameter((linear.bias.float() + adapter.bias.float()).to(linear.bias.dtype),
+                                   requires_grad=False)
+
+
+# --- on the fly -----------------------------------------------------------------------------
+
+def _attach(root: nn.Module, name: str, module: nn.Module, adapter: Adapter) -> None:
+    if isinstance(module, LoRALinear):
+        module.adapters = module.adapters + (adapter,)
+        return
+    parent_name, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent_name) if parent_name else root, child, LoRALinear(module, (adapter,)))
+
+
+# --- other tensors --------------------------------------------------------------------------
+
+def _add_to_tensor(root: nn.Module, name: str, delta: torch.Tensor) -> None:
+    owner_name, _, leaf = name.rpartition(".")
+    owner = root.get_submodule(owner_name) if owner_name else root
+    old = getattr(owner, leaf)
+    new = (old.float() + delta.to(old.device, torch.float32)).to(old.dtype)
+    setattr(owner, leaf, nn.Parameter(new, requires_grad=False))
+
+
+def _shared_copy(dit: nn.Module) -> nn.Module:
+    """New module objects, same tensors: patching the copy's attributes leaves `dit` alone."""
+    memo = {id(t): t for t in (*dit.parameters(), *dit.buffers())}
+    for module in dit.modules():
+        if isinstance(module, LoRALinear):
+            memo[id(module.adapters)] = module.adapters
+    return copy.deepcopy(dit, memo)
