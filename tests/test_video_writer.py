@@ -1,0 +1,125 @@
+"""The streaming mp4 writer and the VAE's decode straight to a file, read back with PyAV."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import pytest
+import torch
+
+from kinema.core.progress import Cancelled, Progress
+from kinema.core.vae import load_vae
+from kinema.core.video import VideoWriter, as_fps, read_video
+from kinema.tests.tiny_vae import save_tiny_vae
+
+
+def _stream_facts(path):
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        return s.codec_context.name, s.codec_context.pix_fmt, s.average_rate
+
+
+@pytest.mark.parametrize("fps,expected", [(16, Fraction(16)), (30, Fraction(30)), (29.97, Fraction(30000, 1001)),
+                                           ("24000/1001", Fraction(24000, 1001))])
+def test_exact_frame_rates(tmp_path, fps, expected):
+    assert as_fps(fps) == expected
+    path = tmp_path / "clip.mp4"
+    with VideoWriter(path, fps) as w:
+        w.write(torch.rand(7, 16, 16, 3))
+    video = read_video(path)
+    assert video.fps == expected and video.frame_count == 7
+    assert _stream_facts(path)[:2] == ("h264", "yuv420p")
+
+
+def test_streams_chunks_and_keeps_content(tmp_path):
+    path = tmp_path / "grad.mp4"
+    ramp = torch.linspace(0, 255, 32).round().to(torch.uint8)
+    frame = torch.stack([ramp[None, :].expand(24, 32)] * 3, dim=-1)  # smooth horizontal ramp
+    with VideoWriter(path, 16, crf=0) as w:
+        for _ in range(3):
+            w.write(frame.expand(4, 24, 32, 3))
+    video = read_video(path)
+    assert video.frames.shape == (12, 24, 32, 3)
+    assert (video.frames.float() - frame.float()).abs().mean() < 2.0
+
+
+def test_odd_sizes_are_padded_to_even(tmp_path):
+    path = tmp_path / "odd.mp4"
+    with VideoWriter(path, 16) as w:
+        w.write(torch.rand(3, 23, 31, 3))
+    assert (w.height, w.width) == (24, 32)
+    assert read_video(path).frames.shape == (3, 24, 32, 3)
+
+
+def test_never_overwrites(tmp_path):
+    path = tmp_path / "mine.mp4"
+    path.write_bytes(b"user data")
+    with pytest.raises(FileExistsError, match="already exists; Kinema never overwrites"):
+        VideoWriter(path, 16)
+    assert path.read_bytes() == b"user data"
+
+
+def test_file_appears_only_when_complete(tmp_path):
+    path = tmp_path / "partial.mp4"
+    with pytest.raises(RuntimeError, match="boom"):
+        with VideoWriter(path, 16) as w:
+            w.write(torch.rand(2, 16, 16, 3))
+            assert not path.exists()
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_frames_and_types(tmp_path):
+    with pytest.raises(ValueError, match=r"frames \[t, H, W, 3\]; got \(3, 16, 16\)"):
+        with VideoWriter(tmp_path / "a.mp4", 16) as w:
+            w.write(torch.rand(3, 16, 16))
+    with pytest.raises(ValueError, match="frame size changed"):
+        with VideoWriter(tmp_path / "b.mp4", 16) as w:
+            w.write(torch.rand(1, 16, 16, 3))
+            w.write(torch.rand(1, 16, 18, 3))
+    with pytest.raises(ValueError, match="unsupported video file type '.gif'"):
+        VideoWriter(tmp_path / "c.gif", 16)
+    with pytest.raises(ValueError, match="no frames were written"):
+        with VideoWriter(tmp_path / "d.mp4", 16):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def vae22(tmp_path_factory):
+    return load_vae(save_tiny_vae(tmp_path_factory.mktemp("vae"), "2.2", "official_pth"))
+
+
+def test_decode_to_file_matches_decode(vae22, tmp_path):
+    z = torch.randn(1, 48, 3, 2, 3, generator=torch.Generator().manual_seed(0))
+    path = vae22.decode_to_file(z, tmp_path / "out.mp4", fps=30, crf=0)
+    video = read_video(path)
+    assert video.frames.shape == (9, 32, 48, 3) and video.fps == 30
+    images = vae22.decode_to_images(z)
+    assert images.shape == (9, 32, 48, 3) and images.dtype == torch.float32
+    assert torch.allclose(images, (vae22.decode(z)[0].permute(1, 2, 3, 0) + 1) / 2)
+    # yuv420p halves the colour resolution of this per-pixel noise: compare frame colours and brightness.
+    frames = video.frames.float() / 255
+    assert (frames.mean(dim=(1, 2)) - images.mean(dim=(1, 2))).abs().max() < 0.02
+    assert (frames.mean(-1) - images.mean(-1)).abs().mean() < 0.06
+
+
+def test_decode_to_images_flattens_the_batch(vae22):
+    z = torch.randn(2, 48, 2, 1, 2)
+    images = vae22.decode_to_images(z)
+    assert images.shape == (10, 16, 32, 3) and 0 <= images.min() and images.max() <= 1
+    assert torch.equal(images[5:], vae22.decode_to_images(z[1:]))
+
+
+def test_cancelled_decode_leaves_no_file(vae22, tmp_path):
+    calls = []
+
+    def cancel_on_second_chunk():
+        calls.append(1)
+        if len(calls) > 2:
+            raise Cancelled("stop")
+
+    with pytest.raises(Cancelled):
+        vae22.decode_to_file(torch.randn(1, 48, 4, 1, 2), tmp_path / "c.mp4",
+                             progress=Progress(check_cancel=cancel_on_second_chunk))
+    assert list(tmp_path.iterdir()) == []
