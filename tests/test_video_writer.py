@@ -108,7 +108,7 @@ def test_decode_to_images_flattens_the_batch(vae22):
     z = torch.randn(2, 48, 2, 1, 2)
     images = vae22.decode_to_images(z)
     assert images.shape == (10, 16, 32, 3) and 0 <= images.min() and images.max() <= 1
-    assert torch.equal(images[5:], vae22.decode_to_images(z[1:]))
+    assert torch.allclose(images[5:], vae22.decode_to_images(z[1:]), atol=1e-5)
 
 
 def test_cancelled_decode_leaves_no_file(vae22, tmp_path):
