@@ -11,7 +11,7 @@ from typing import Iterable
 from ..checkpoints.io import CheckpointError
 from .layouts import COMFY, COMFY_PREFIX, DIFFUSERS, OFFICIAL, KeyLayout
 
-_LORA = re.compile(r"(?:^|[._])(?:lora_(?:down|up|A|B)|lora\.(?:down|up))(?:[._]|$)|\.diff_b$|\.alpha$")
+_LORA = re.compile(r"(?:^|[._])(?:lora_(?:down|up|A|B)|lora\.(?:down|up))(?:[._]|$)|\.diff(?:_b)?$|\.alpha$")
 _QUANT_MARKERS = (".scale_weight", ".weight_scale", "scaled_fp8", ".comfy_quant", ".scale_input", ".input_scale")
 
 
