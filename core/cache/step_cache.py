@@ -1,0 +1,158 @@
+"""A training-free step cache: skip DiT evaluations while the model output would barely change.
+
+It wraps the velocity model between the sampler and the DiT, EasyCache-style (runtime-adaptive,
+no calibration table): at every full evaluation it measures how strongly the output moved
+relative to how much the input moved since the previous full evaluation (the rate `k`). On a
+later call it estimates the output's relative change as `k * |x - x_prev| / |v_full|`, adds it
+to an accumulator, and while the sum stays below `threshold` returns the last velocity instead
+of running the DiT. A full evaluation resets the sum. Reusing the velocity (not `v - x`) suits
+flow matching, whose ideal paths have a constant velocity.
+
+Each pass (conditional, unconditional: told apart by the identity of the context object, which
+the sampler keeps for a whole run) has its own state; with two experts the step count is
+shared and a change of expert always forces a full evaluation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+
+@dataclass(frozen=True)
+class StepCacheSettings:
+    """threshold: tolerated accumulated relative output change (0 = never skip; ~0.05-0.2 typical).
+    Steps with index < start_step or >= end_step always run the DiT; a negative end_step counts
+    from the end (-1: the last step always runs)."""
+
+    threshold: float = 0.1
+    start_step: int = 1
+    end_step: int = -1
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.threshold, (int, float)) and 0 <= self.threshold <= 10):
+            raise ValueError(f"step cache threshold must be a number in [0, 10], got {self.threshold!r}; "
+                             "0 disables skipping, 0.05-0.2 is typical")
+        if not (isinstance(self.start_step, int) and self.start_step >= 0):
+            raise ValueError(f"step cache start_step must be an integer >= 0, got {self.start_step!r}")
+        if not isinstance(self.end_step, int):
+            raise ValueError(f"step cache end_step must be an integer (negative counts from the end), "
+                             f"got {self.end_step!r}")
+
+
+@dataclass
+class _PassState:
+    step: int = 0  # calls seen for this pass = index of the sampling step
+    last_t: float = float("inf")
+    model: Optional[int] = None  # id of the DiT that produced `velocity`
+    x_prev: Optional[torch.Tensor] = None  # input of the previous call (run or skipped)
+    x_full: Optional[torch.Tensor] = None  # input of the last full evaluation
+    velocity: Optional[torch.Tensor] = None  # output of the last full evaluation
+    rate: Optional[float] = None  # k: relative output change per relative input change
+    accumulated: float = 0.0
+
+
+@dataclass
+class StepCacheStats:
+    calls: int = 0
+    evaluations: int = 0
+
+    @property
+    def skipped(self) -> int:
+        return self.calls - self.evaluations
+
+
+class StepCache:
+    """Shared state of one sampling run; `wrap(dit)` gives the model to hand to the sampler."""
+
+    def __init__(self, settings: StepCacheSettings, num_steps: int):
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        self.settings = settings
+        self.num_steps = num_steps
+        end = settings.end_step if settings.end_step >= 0 else num_steps + settings.end_step
+        self.cached_steps = range(settings.start_step, max(settings.start_step, end))
+        self.stats = StepCacheStats()
+        self._passes: dict[int, _PassState] = {}
+
+    def wrap(self, dit) -> "CachedModel":
+        return CachedModel(dit, self)
+
+    def reset(self) -> None:
+        self._passes.clear()
+        self.stats = StepCacheStats()
+
+    def __call__(self, dit, x: torch.Tensor, t, context, **kwargs) -> torch.Tensor:
+        state = self._state(context, t)
+        self.stats.calls += 1
+        step, state.step = state.step, state.step + 1
+        if self._can_skip(state, dit, x, step):
+            state.x_prev = x
+            return state.velocity
+        velocity = dit(x, t, context, **kwargs)  # [B, C, T, H, W]
+        self.stats.evaluations += 1
+        if state.model == id(dit) and state.velocity is not None:
+            state.rate = _relative_change(velocity, state.velocity) / max(_relative_change(x, state.x_full), 1e-12)
+        else:
+            state.rate = None  # a new model (or the first call): the rate must be measured afresh
+        state.model, state.x_full, state.x_prev, state.velocity = id(dit), x, x, velocity
+        state.accumulated = 0.0
+        return velocity
+
+    def _state(self, context, t) -> _PassState:
+        key = id(context)
+        t_now = float(torch.as_tensor(t).max())
+        state = self._passes.get(key)
+        if state is None or t_now > state.last_t:  # timesteps only fall within a run: a rise starts a new one
+            state = self._passes[key] = _PassState()
+        state.last_t = t_now
+        return state
+
+    def _can_skip(self, state: _PassState, dit, x: torch.Tensor, step: int) -> bool:
+        if (self.settings.threshold <= 0 or step not in self.cached_steps or state.rate is None
+                or state.model != id(dit) or state.velocity.shape != x.shape):
+            return False
+        # Input moved since the previous call, relative to the last evaluated input, times the rate.
+        state.accumulated += state.rate * _distance(x, state.x_prev) / max(_norm(state.x_full), 1e-12)
+        return state.accumulated < self.settings.threshold
+
+
+class CachedModel:
+    """The DiT as the sampler sees it (`model(x, t, context, **kw)`, `.config`, `.parameters()`),
+    with the step cache deciding per call whether to run it."""
+
+    def __init__(self, dit, cache: StepCache):
+        self.dit = dit
+        self.cache = cache
+
+    @property
+    def config(self):
+        return getattr(self.dit, "config", None)
+
+    def parameters(self):
+        return self.dit.parameters()
+
+    def __call__(self, x: torch.Tensor, t, context, **kwargs) -> torch.Tensor:
+        return self.cache(self.dit, x, t, context, **kwargs)
+
+
+def with_step_cache(settings: Optional[StepCacheSettings], num_steps: int, dit, dit_low_noise=None):
+    """(dit, dit_low_noise, cache) ready for `core.sampling.sample`; unchanged models and None
+    when `settings` is None."""
+    if settings is None:
+        return dit, dit_low_noise, None
+    cache = StepCache(settings, num_steps)
+    return cache.wrap(dit), (cache.wrap(dit_low_noise) if dit_low_noise is not None else None), cache
+
+
+def _norm(t: torch.Tensor) -> float:
+    return float(t.float().abs().mean())
+
+
+def _distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).abs().mean())
+
+
+def _relative_change(new: torch.Tensor, old: torch.Tensor) -> float:
+    return _distance(new, old) / max(_norm(old), 1e-12)
