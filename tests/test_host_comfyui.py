@@ -116,3 +116,22 @@ def test_submit_workflow_writes_the_mp4(comfyui, name, tmp_path):
     video = read_video(in_output[0])
     assert (video.frame_count, video.frames.shape[2], video.frames.shape[1], video.fps) == (frames, width, height, fps)
     assert downloaded[0].read_bytes() == in_output[0].read_bytes()
+
+
+def test_interrupt_stops_the_sampler(comfyui, tmp_path):
+    """POST /interrupt while KinemaSampler runs: ComfyUI's ProgressBar hook raises, the prompt ends interrupted."""
+    name = "wan21_t2v_1.3b"
+    sets = [arg for s in (*TINY_SETS[name], "KinemaSampler.steps=1000", "KinemaSampler.seed=99")
+            for arg in ("--set", s)]
+    command = [sys.executable, "-m", "kinema", "submit", str(REPO / "workflows" / f"{name}_api.json"),
+               "--server", comfyui["url"], "--output", str(tmp_path), "--timeout", "600", *sets]
+    videos_before = sorted((comfyui["base"] / "output").rglob("*.mp4"))
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:  # progress lines: "node 6: 3/1000"
+        if line.startswith("node 6: ") and "/1000" in line:
+            break
+    request = urllib.request.Request(comfyui["url"] + "/interrupt", data=b"{}", method="POST")
+    urllib.request.urlopen(request, timeout=30).close()
+    _, rest = process.communicate(timeout=300)
+    assert process.returncode == 1 and "was interrupted" in rest, rest
+    assert sorted((comfyui["base"] / "output").rglob("*.mp4")) == videos_before
