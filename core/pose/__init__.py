@@ -1,0 +1,1 @@
+"""Pose and face driver: offline extraction, cleaning, retargeting to a photo, rendering."""

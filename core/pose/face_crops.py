@@ -1,0 +1,72 @@
+"""Wan-Animate's face video: per-frame crops around the driving face, stretched to 512 x 512.
+
+The box is the bounding box of the 68 face points grown to 1.3x its area with its aspect kept;
+the extra width is split evenly, the extra height goes 3/4 above (forehead, hair) and 1/4 below,
+as Wan2.2's preprocessing does. Frames without a face reuse the nearest frame's box, so the crop
+never jumps to the picture's corner.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from .types import PoseSequence
+
+FACE_CROP_SIZE = 512
+FACE_AREA_SCALE = 1.3
+IBUG_POINTS = 68  # pupils are inside the eyes: they never widen the box
+
+
+class NoFaceError(ValueError):
+    """No frame of the pose has a face, so there is nothing to crop."""
+
+
+def face_box(face: np.ndarray, width: int, height: int, scale: float = FACE_AREA_SCALE,
+             threshold: float = 0.5) -> tuple[int, int, int, int] | None:
+    """Crop box `(x0, y0, x1, y1)` (pixels, end-exclusive) for one frame's face `[70, 3]`, or None."""
+    points = face[:IBUG_POINTS]
+    points = points[points[:, 2] >= threshold, :2]
+    if len(points) < 2:
+        return None
+    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+    box_w, box_h = max(x1 - x0, 1.0), max(y1 - y0, 1.0)
+    grow = math.sqrt(scale)  # area x scale with the aspect kept = each side x sqrt(scale)
+    extra_w, extra_h = box_w * (grow - 1), box_h * (grow - 1)
+    left, right = max(x0 - extra_w / 2, 0), min(x1 + extra_w / 2, width)
+    top, bottom = max(y0 - extra_h * 3 / 4, 0), min(y1 + extra_h / 4, height)
+    box = int(left), int(top), int(math.ceil(right)), int(math.ceil(bottom))
+    return box if box[2] > box[0] and box[3] > box[1] else None
+
+
+def face_boxes(pose: PoseSequence, **options) -> np.ndarray:
+    """One box per frame `[N, 4]` int (x0, y0, x1, y1); frames without a face take the nearest face's box."""
+    boxes = [face_box(face, pose.width, pose.height, **options) for face in pose.face]
+    found = [i for i, box in enumerate(boxes) if box is not None]
+    if not found:
+        raise NoFaceError(f"no face was found in any of the {pose.frame_count} frames of the pose "
+                          f"({pose.source or 'unknown source'}); face crops need a visible face in the driving video")
+    nearest = np.array(found)[np.abs(np.arange(len(boxes))[:, None] - np.array(found)[None]).argmin(axis=1)]
+    return np.array([boxes[i] for i in nearest], np.int64)
+
+
+def crop_face(frame: np.ndarray, box, size: int = FACE_CROP_SIZE) -> np.ndarray:
+    """Crop `frame` `[H, W, 3]` uint8 to `box` and stretch it to `size` x `size` (bilinear, aspect not kept)."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    patch = torch.from_numpy(np.ascontiguousarray(frame[y0:y1, x0:x1])).permute(2, 0, 1)[None].float()  # [1, 3, h, w]
+    resized = torch.nn.functional.interpolate(patch, size=(size, size), mode="bilinear", align_corners=False,
+                                              antialias=True)  # [1, 3, size, size]
+    return resized[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def iter_face_crops(frames: Iterable[np.ndarray], boxes: np.ndarray, size: int = FACE_CROP_SIZE) -> Iterator[np.ndarray]:
+    """Streams one `[size, size, 3]` crop per frame; `frames` and `boxes` must pair up one to one."""
+    count = 0
+    for count, frame in enumerate(frames, 1):
+        if count > len(boxes):
+            raise ValueError(f"more frames than face boxes ({len(boxes)}); crop the frames the pose was made from")
+        yield crop_face(frame, boxes[count - 1], size)
+    if count != len(boxes):
+        raise ValueError(f"{count} frames for {len(boxes)} face boxes; crop the frames the pose was made from")
