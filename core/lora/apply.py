@@ -24,7 +24,7 @@ from ..checkpoints.quant import FP8_DTYPES
 from ..layers import Linear, cast_like
 from .loader import LoRA, LowRank
 
-MODES = ("merge", "on_the_fly")
+MODES = ("auto", "merge", "on_the_fly")
 
 
 @dataclass(frozen=True)
@@ -70,10 +70,17 @@ class LoRALinear(nn.Module):
         return y
 
 
-def apply_loras(dit: nn.Module, loras: Sequence[tuple[LoRA, float]], mode: str = "merge") -> nn.Module:
-    """A copy of `dit` with each (lora, strength) applied; `dit` itself is left unchanged."""
+def apply_loras(dit: nn.Module, loras: Sequence[tuple[LoRA, float]], mode: str = "auto") -> nn.Module:
+    """A copy of `dit` with each (lora, strength) applied; `dit` itself is left unchanged.
+
+    mode "auto": on the fly when the DiT holds fp8 weights (a LoRA delta is small next to the
+    weight, and requantising to fp8's 3 mantissa bits would round much of it away), else merged.
+    """
     if mode not in MODES:
-        raise ValueError(f"unknown LoRA mode {mode!r}; choose 'merge' (fastest) or 'on_the_fly' (keeps fp8 weights)")
+        raise ValueError(f"unknown LoRA mode {mode!r}; choose 'auto', 'merge' (fastest) or 'on_the_fly' "
+                         "(keeps fp8 weights exact)")
+    if mode == "auto":
+        mode = "on_the_fly" if any(p.dtype in FP8_DTYPES for p in dit.parameters()) else "merge"
     for lora, _ in loras:
         _check_fits(dit, lora)
     out = _shared_copy(dit)

@@ -1,0 +1,43 @@
+"""KinemaLoRA: applies one LoRA file to a DiT; chain several for a stack, one chain per expert."""
+from __future__ import annotations
+
+from . import host
+from .types import DIT, DiTModel
+
+MODES = ["auto", "merge", "on_the_fly"]  # core.lora.MODES; listed here so the node list loads without torch work
+
+
+class KinemaLoRA:
+    DESCRIPTION = ("Applies a LoRA (ComfyUI/kohya, diffusers/PEFT, musubi-tuner or lightx2v file) to a Wan DiT. "
+                   "Chain nodes to stack LoRAs. For Wan2.2 A14B, put the high-noise LoRA on the high-noise DiT and "
+                   "the low-noise LoRA on the low-noise DiT (or the same LoRA on both).")
+    CATEGORY = "Kinema/loaders"
+    RETURN_TYPES = (DIT,)
+    RETURN_NAMES = ("dit",)
+    OUTPUT_TOOLTIPS = ("The DiT with the LoRA applied; the input DiT is left unchanged.",)
+    FUNCTION = "apply"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "dit": (DIT, {"tooltip": "From KinemaDiTLoader or another KinemaLoRA."}),
+                "lora_name": (host.model_files("loras"), {"tooltip":
+                    "LoRA from models/loras, e.g. a lightx2v 4-step distillation LoRA."}),
+                "strength": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01, "tooltip":
+                    "How strongly the LoRA applies (1.0 = as trained; 0 turns it off)."}),
+                "mode": (MODES, {"default": "auto", "tooltip":
+                    "merge: patched into the weights (fastest sampling). on_the_fly: added at each layer call, "
+                    "base weights untouched (keeps fp8 weights exact). auto: on_the_fly for fp8 models, else merge."}),
+            }
+        }
+
+    def apply(self, dit: DiTModel, lora_name: str, strength: float, mode: str):
+        from ..core.lora import apply_loras, load_lora
+
+        lora = load_lora(host.model_path("loras", lora_name))
+        return (DiTModel(apply_loras(dit.model, [(lora, strength)], mode), f"{dit.name} + {lora_name}"),)
+
+
+NODE_CLASS_MAPPINGS = {"KinemaLoRA": KinemaLoRA}
+NODE_DISPLAY_NAME_MAPPINGS = {"KinemaLoRA": "Kinema LoRA"}
