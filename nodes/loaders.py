@@ -6,25 +6,15 @@ import torch
 from . import host
 from .types import DIT, TEXT_ENCODER, VAE, DiTModel, ModelSlot, TextEncoderModel, VAEModel
 
-# DiT: the precision weights are kept in ("default" = as stored; fp8 stays fp8 and is upcast
-# layer by layer when it runs). Text encoder and VAE: the precision they compute in.
-DTYPES = {
-    "default": None,
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-    "fp32": torch.float32,
-    "fp8_e4m3fn": torch.float8_e4m3fn,
-    "fp8_e5m2": torch.float8_e5m2,
-}
+# DiT: the precision weights are kept in ("default" = as stored: fp8 files stay fp8 and are
+# upcast layer by layer when they run). Text encoder and VAE: the precision they compute in.
+DTYPES = {"default": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 ATTENTION_BACKENDS = ["sdpa", "flash", "sage", "auto"]
 CATEGORY = "Kinema/loaders"
 
 
-COMPUTE_DTYPES = ("default", "bf16", "fp16", "fp32")
-
-
-def _dtype_input(tooltip: str, choices=tuple(DTYPES)) -> tuple:
-    return (list(choices), {"default": "default", "tooltip": tooltip})
+def _dtype_input(tooltip: str) -> tuple:
+    return (list(DTYPES), {"default": "default", "tooltip": tooltip})
 
 
 class KinemaDiTLoader:
@@ -42,8 +32,8 @@ class KinemaDiTLoader:
                 "model_name": (host.model_files("diffusion_models"), {
                     "tooltip": "DiT checkpoint from models/diffusion_models (e.g. wan2.1_t2v_1.3B_fp16.safetensors)."}),
                 "weight_dtype": _dtype_input(
-                    "Precision the weights are kept in. 'default' keeps the file's; fp8 halves memory again "
-                    "(layers are upcast one at a time when they run)."),
+                    "Precision the weights are kept in. 'default' keeps the file's: an fp8 file stays fp8 in "
+                    "memory (half of bf16) and each layer is upcast when it runs."),
                 "attention": (ATTENTION_BACKENDS, {"default": "sdpa", "tooltip":
                     "Attention kernel: sdpa (PyTorch, always available), flash or sage (need their packages), "
                     "auto (the fastest one installed)."}),
@@ -74,7 +64,7 @@ class KinemaTextEncoderLoader:
                 "text_encoder_name": (host.model_files("text_encoders"), {
                     "tooltip": "umT5 checkpoint from models/text_encoders (e.g. umt5_xxl_fp8_e4m3fn_scaled.safetensors)."}),
                 "dtype": _dtype_input("Precision the encoder computes in; 'default' is fp32 on CPU, bf16 on GPU "
-                                      "(weights stay as stored when narrower).", COMPUTE_DTYPES),
+                                      "(weights stay as stored when narrower)."),
             }
         }
 
@@ -107,7 +97,7 @@ class KinemaVAELoader:
                 "vae_name": (host.model_files("vae"), {
                     "tooltip": "VAE checkpoint from models/vae (wan_2.1_vae.safetensors or wan2.2_vae.safetensors)."}),
                 "dtype": _dtype_input("Precision the VAE computes in; 'default' is fp32 (the most faithful), "
-                                      "bf16 halves memory.", COMPUTE_DTYPES),
+                                      "bf16 halves memory."),
             }
         }
 

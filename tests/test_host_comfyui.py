@@ -135,3 +135,34 @@ def test_interrupt_stops_the_sampler(comfyui, tmp_path):
     _, rest = process.communicate(timeout=300)
     assert process.returncode == 1 and "was interrupted" in rest, rest
     assert sorted((comfyui["base"] / "output").rglob("*.mp4")) == videos_before
+
+
+PREVIEW_SCRIPT = """
+import importlib, importlib.util, sys, torch
+from comfy.cli_args import args, LatentPreviewMethod
+args.cpu, args.preview_method = True, LatentPreviewMethod.Auto
+import folder_paths, comfy.model_management, comfy.utils
+spec = importlib.util.spec_from_file_location("kinema_pack", sys.argv[1] + "/__init__.py",
+                                              submodule_search_locations=[sys.argv[1]])
+pack = importlib.util.module_from_spec(spec)
+sys.modules["kinema_pack"] = pack
+spec.loader.exec_module(pack)
+assert len(pack.NODE_CLASS_MAPPINGS) == 9  # what ComfyUI reads first
+host = importlib.import_module("kinema_pack.nodes.host")
+calls = []
+comfy.utils.PROGRESS_BAR_HOOK = lambda value, total, preview, node_id=None: calls.append((value, total, preview))
+with host.progress("preview", 2) as progress:
+    progress.step(1, 2, torch.randn(1, 16, 3, 4, 6))  # Wan 2.1 latent
+    progress.step(2, 2, torch.randn(1, 48, 3, 4, 6))  # Wan 2.2 (TI2V-5B) latent
+print([(value, total, preview[0], preview[1].size) for value, total, preview in calls])
+"""
+
+
+def test_progress_sends_latent_previews_with_comfyuis_previewer():
+    """ComfyUI's own modules, in-process: our progress feeds its ProgressBar hook JPEG latent previews."""
+    checkout = os.environ["KINEMA_COMFYUI"]
+    python = os.environ.get("KINEMA_COMFYUI_PYTHON", sys.executable)
+    done = subprocess.run([python, "-c", PREVIEW_SCRIPT, str(REPO)], cwd=checkout, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": checkout}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[(1, 2, 'JPEG', (6, 4)), (2, 2, 'JPEG', (6, 4))]"
