@@ -12,7 +12,6 @@ from typing import Any, Optional
 
 from .graph import GraphError, apply_sets, execution_order, is_link, load_graph
 
-WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kinema.core.dit import load_dit
 from kinema.core.sampling import SamplerSettings, sample
 from kinema.core.text import load_text_encoder
 from kinema.core.video import read_video
