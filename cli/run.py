@@ -13,7 +13,6 @@ from typing import Any, Optional
 from .graph import GraphError, apply_sets, execution_order, is_link, load_graph
 
 
-
 @dataclass
 class RunResult:
     outputs: dict[str, tuple] = field(default_factory=dict)  # node id -> the node's return values
