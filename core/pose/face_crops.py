@@ -43,6 +43,9 @@ def face_box(face: np.ndarray, width: int, height: int, scale: float = FACE_AREA
 
 def face_boxes(pose: PoseSequence, **options) -> np.ndarray:
     """One box per frame `[N, 4]` int (x0, y0, x1, y1); frames without a face take the nearest face's box."""
+    if pose.retargeted:
+        raise ValueError("face crops are cut from the driving video, so they need the driving pose as extracted, "
+                         "not the retargeted one (its face sits where the photo's face is)")
     boxes = [face_box(face, pose.width, pose.height, **options) for face in pose.face]
     found = [i for i, box in enumerate(boxes) if box is not None]
     if not found:

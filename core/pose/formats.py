@@ -21,6 +21,7 @@ IBUG_POINTS = 68
 BODY25_TO_COCO18 = (0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18)
 BODY25_TOES = {"LToe": (19, 20), "RToe": (22, 23)}  # big toe, small toe: the toe point is their middle
 BODY25_POINTS = 25
+ANY_COUNT = range(1, 1 << 16)
 PART_KEYS = {"body": "pose_keypoints_2d", "face": "face_keypoints_2d",
              "left": "hand_left_keypoints_2d", "right": "hand_right_keypoints_2d"}
 
@@ -36,8 +37,8 @@ def _triplets(values, what: str, allowed: Sequence[int]) -> Optional[np.ndarray]
     except (TypeError, ValueError) as error:
         raise PoseFormatError(f"{what} must hold numbers (x, y, confidence triplets): {error}") from error
     if array.size % 3 or array.size // 3 not in allowed:
-        raise PoseFormatError(f"{what} must be {' or '.join(str(k) for k in allowed)} (x, y, confidence) triplets, "
-                              f"got {array.size} numbers")
+        counts = " or ".join(str(k) for k in allowed) if len(allowed) < 5 else "whole"
+        raise PoseFormatError(f"{what} must be {counts} (x, y, confidence) triplets, got {array.size} numbers")
     points = array.reshape(-1, 3)
     # OpenPose marks a missing point 0,0,0; some writers keep a confidence on it. Never keep a point at the origin.
     points[(points[:, 2] <= 0) | ((points[:, 0] == 0) & (points[:, 1] == 0))] = 0.0
@@ -113,12 +114,9 @@ def _looks_normalized(frames: list) -> bool:
     for frame in frames:
         for person in frame.get("people") or []:
             for key in PART_KEYS.values():
-                values = person.get(key)
-                if values:
-                    points = np.asarray(values, np.float32).reshape(-1, 3)
-                    seen = points[points[:, 2] > 0, :2]
-                    if seen.size:
-                        largest = max(largest, float(np.abs(seen).max()))
+                points = _triplets(person.get(key), key, ANY_COUNT)
+                if points is not None and (points[:, 2] > 0).any():
+                    largest = max(largest, float(np.abs(points[points[:, 2] > 0, :2]).max()))
     return largest <= 1.0
 
 
@@ -184,7 +182,7 @@ def _flat(points: np.ndarray, threshold: float, binary: bool, scale: np.ndarray)
     out[~seen] = 0.0
     if binary:
         out[seen, 2] = 1.0
-    return [round(float(v), 4) for v in out.reshape(-1)]
+    return [round(float(v), 6) for v in out.reshape(-1)]  # 6 decimals: sub-pixel even when normalized
 
 
 def _person(pose: PoseSequence, index: int, threshold: float, binary: bool, scale: np.ndarray) -> dict:

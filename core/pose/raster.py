@@ -53,20 +53,26 @@ class NumpyCanvas:
         self.image[window][inside] = np.asarray(color, np.uint8)
 
     def fill_convex(self, polygon: np.ndarray, color) -> None:
+        # Scanline fill between the leftmost and rightmost edge crossing of each row, as OpenCV's
+        # fillConvexPoly does: an ellipse outline rounded to whole pixels is only nearly convex.
         polygon = np.asarray(polygon, np.float64).reshape(-1, 2)
-        found = self._window(*polygon.min(axis=0), *polygon.max(axis=0))
-        if found is None:
+        height, width = self.image.shape[:2]
+        top, bottom = max(int(polygon[:, 1].min()), 0), min(int(polygon[:, 1].max()), height - 1)
+        if top > bottom:
             return
-        window, xs, ys = found
-        start, end = polygon, np.roll(polygon, -1, axis=0)
-        edge = end - start  # [K, 2]
-        length = np.maximum(np.hypot(edge[:, 0], edge[:, 1]), 1e-9)[:, None, None]
-        # Signed distance of each pixel centre to each edge line: inside = same side of every edge,
-        # with half a pixel of slack because OpenCV also paints the pixels the outline passes through.
-        side = (edge[:, 0, None, None] * (ys - start[:, 1, None, None])
-                - edge[:, 1, None, None] * (xs - start[:, 0, None, None])) / length  # [K, h, w]
-        inside = np.all(side >= -0.5, axis=0) | np.all(side <= 0.5, axis=0)
-        self._paint(window, inside, color)
+        start, end = polygon, np.roll(polygon, -1, axis=0)  # edges [K, 2] -> [K, 2]
+        rows = np.arange(top, bottom + 1, dtype=np.float64)[:, None]  # [R, 1]
+        low, high = np.minimum(start[:, 1], end[:, 1]), np.maximum(start[:, 1], end[:, 1])  # [K]
+        crosses = (rows >= low) & (rows <= high)  # [R, K]
+        flat = high == low
+        t = np.where(flat, 0.0, (rows - start[:, 1]) / np.where(flat, 1.0, end[:, 1] - start[:, 1]))
+        xs = start[:, 0] + t * (end[:, 0] - start[:, 0])  # [R, K]
+        left = np.where(crosses, np.where(flat, np.minimum(start[:, 0], end[:, 0]), xs), np.inf).min(axis=1)
+        right = np.where(crosses, np.where(flat, np.maximum(start[:, 0], end[:, 0]), xs), -np.inf).max(axis=1)
+        color = np.asarray(color, np.uint8)
+        for row, a, b in zip(range(top, bottom + 1), np.round(left), np.round(right)):
+            if a <= b and b >= 0 and a < width:
+                self.image[row, max(int(a), 0):min(int(b), width - 1) + 1] = color
 
     def ellipse(self, center: tuple[int, int], half_axes: tuple[int, int], angle_deg: int, color) -> None:
         self.fill_convex(ellipse_polygon(center, half_axes, angle_deg), color)

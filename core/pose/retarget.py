@@ -207,4 +207,4 @@ def retarget(driving: PoseSequence, reference: PoseSequence, settings: RetargetS
                              threshold))
         bodies.append(body)
     return driving.replace(body=np.stack(bodies), hands=np.stack(hands), face=np.stack(faces),
-                           width=reference.width, height=reference.height, source=f"retargeted {driving.source}".strip())
+                           width=reference.width, height=reference.height, retargeted=True)

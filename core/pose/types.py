@@ -42,6 +42,7 @@ class PoseSequence:
     source: str = ""  # where it came from, for messages ("mediapipe", "openpose json", ...)
     video_path: Optional[str] = None  # the driving video it was extracted from, for face crops
     video_frame_step: int = 1  # pose frame i is frame i * video_frame_step of that video
+    retargeted: bool = False  # moved onto another person's photo: no longer matches the video's pixels
 
     def __post_init__(self):
         if self.width <= 0 or self.height <= 0:
