@@ -5,6 +5,7 @@ same numerics: "gather" (plain torch, skips masked tiles on any device; the CPU 
 (FlexAttention block masks; the CUDA path). It is registered as the attention backend "sparse3d",
 so callers can write `attention(q, k, v, backend="sparse3d", grid=(F, H, W), window=...)`.
 `reference.dense_masked_sparse3d` is the dense masked SDPA that tests compare both paths to.
+`SparseSchedule` says which DiT layers / steps use it (dense early steps, sparse later).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 
 from ..attention import AttentionBackend, AttentionCall, register_backend
 from .gather import gather_sparse3d
+from .schedule import SparseSchedule
 from .window import Grid, SparseWindow, check_grid, density
 
 PATHS = ("auto", "gather", "flex")
@@ -63,4 +65,4 @@ def _run_sparse3d(q, k, v, *, mask=None, **options):
 
 register_backend(AttentionBackend("sparse3d", priority=50, run=_run_sparse3d, refuses=_sparse3d_refuses))
 
-__all__ = ["SparseWindow", "sparse3d_attention", "density", "PATHS"]
+__all__ = ["SparseWindow", "SparseSchedule", "sparse3d_attention", "density", "PATHS"]
