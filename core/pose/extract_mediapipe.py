@@ -32,10 +32,14 @@ def _instead() -> str:
             "POSE_KEYPOINT or OpenPose JSON instead.")
 
 
+def _python_version() -> tuple:
+    return tuple(sys.version_info[:3])
+
+
 def require_mediapipe():
     """The `mediapipe` module with its legacy `solutions` API, or a MediaPipeUnavailable naming the fix."""
-    python = ".".join(map(str, sys.version_info[:3]))
-    if sys.version_info[:2] > NEWEST_PYTHON_WITH_WHEEL:
+    python = ".".join(map(str, _python_version()))
+    if _python_version()[:2] > NEWEST_PYTHON_WITH_WHEEL:
         hint = (f"MediaPipe 0.10.14 has no wheel for Python {python} (it stops at 3.12), and newer MediaPipe "
                 f"releases dropped the solutions API Kinema uses. Run ComfyUI with Python 3.10-3.12 and "
                 f"`pip install {MEDIAPIPE_REQUIREMENT}`.")

@@ -1,0 +1,99 @@
+"""MediaPipe extraction on the shared Wan example media (skipped when MediaPipe or the media is absent).
+
+Extraction runs on every 2nd frame at 960x540 to stay fast on two cores; the full 106-frame
+detection rate is measured by scripts/pose_contact_sheet.py.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kinema.core.pose.types import BODY, LEFT, RIGHT
+
+MEDIA = Path(os.environ.get("KINEMA_WAN_EXAMPLES", "/work/shared/data/wan_examples"))
+VIDEO, PHOTO = MEDIA / "driving_video.mp4", MEDIA / "reference_image.jpeg"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pose_contact_sheet.py"
+
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("mediapipe") is None, reason="MediaPipe not installed"),
+    pytest.mark.skipif(not VIDEO.is_file() or not PHOTO.is_file(), reason=f"example media not in {MEDIA}"),
+]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("pose_contact_sheet", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def driving():
+    from kinema.core.pose.extract_mediapipe import ExtractSettings, extract_video
+
+    return extract_video(VIDEO, settings=ExtractSettings(frame_step=2, detect_long_side=960))
+
+
+def test_person_shoulders_wrists_and_face_in_95_percent_of_frames(driving):
+    assert (driving.frame_count, driving.width, driving.height) == (53, 1920, 1080)
+    assert driving.fps == pytest.approx(15.0)
+    rates = _script().detection_rates(driving)
+    assert rates["person_shoulders_wrists_face"] >= 0.95, rates
+
+
+def test_landmarks_sit_where_anatomy_puts_them(driving):
+    """Independent checks of the mappings on a frontal talking person (image x grows to the person's left)."""
+    found = driving.body[..., 2] >= 0.5
+    body = driving.body
+    both = found[:, BODY["RShoulder"]] & found[:, BODY["LShoulder"]] & found[:, BODY["Nose"]]
+    assert (body[both, BODY["RShoulder"], 0] < body[both, BODY["LShoulder"], 0]).all()
+    assert (body[both, BODY["Nose"], 1] < body[both, BODY["Neck"], 1]).all()
+    faces = driving.face[(driving.face[:, :68, 2] > 0).all(axis=1)]
+    assert len(faces) > 0.9 * driving.frame_count
+    x, y = faces[..., 0], faces[..., 1]
+    assert (x[:, 0] < x[:, 8]).all() and (x[:, 8] < x[:, 16]).all()  # jaw runs from right ear to left ear
+    assert (y[:, 8] >= y[:, :17].max(axis=1) - 1).all()  # the chin is the jaw's lowest point
+    assert (x[:, 36:42].mean(1) < x[:, 42:48].mean(1)).all()  # right eye on the image left
+    assert (y[:, 17:27].mean(1) < y[:, 36:48].mean(1)).all()  # brows above eyes
+    assert (y[:, 36:48].mean(1) < y[:, 30]).all() and (y[:, 30] < y[:, 48:68].mean(1)).all()  # eyes, nose, mouth
+    pupils = driving.face[:, 68:70]
+    seen = (pupils[..., 2] > 0).all(axis=1)
+    assert (pupils[seen, 0, 0] < pupils[seen, 1, 0]).all()  # right pupil (68) left of the left one (69)
+    for side, wrist in ((LEFT, "LWrist"), (RIGHT, "RWrist")):  # Holistic hands are the person's own
+        hand = driving.hands[:, side]
+        ok = (hand[:, 0, 2] > 0) & found[:, BODY[wrist]]
+        distance = np.linalg.norm(hand[ok, 0, :2] - body[ok, BODY[wrist], :2], axis=-1)
+        assert ok.sum() > 0.5 * driving.frame_count and np.median(distance) < 60, (wrist, np.median(distance))
+
+
+def test_contact_sheet_and_retarget_overlay(tmp_path):
+    rates = _script().make_artefacts(str(VIDEO), str(PHOTO), tmp_path, step=8, tiles=8)
+    assert rates["person_shoulders_wrists_face"] >= 0.95
+    for name in ("contact_sheet.png", "retarget_overlay.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
+    assert json.loads((tmp_path / "detection.json").read_text()) == rates
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        _script().make_artefacts(str(VIDEO), str(PHOTO), tmp_path, step=8, tiles=8)
+
+
+def test_retargeted_shared_video_fits_the_photo(driving):
+    from kinema.core.pose.extract_mediapipe import extract_images
+    from kinema.core.pose.retarget import retarget
+    from kinema.core.pose.smoothing import clean
+
+    photo = _script()._read_image(str(PHOTO))
+    reference = extract_images(photo[None])
+    moved = retarget(clean(driving), reference)
+    assert (moved.width, moved.height) == (1280, 720)
+    neck = BODY["Neck"]
+    np.testing.assert_allclose(moved.body[0, neck, :2], reference.body[0, neck, :2], atol=1e-2)
+    shoulders = [BODY["RShoulder"], BODY["LShoulder"]]
+    width = lambda b: np.linalg.norm(b[shoulders[0], :2] - b[shoulders[1], :2])  # noqa: E731
+    assert width(moved.body[0]) == pytest.approx(width(reference.body[0]), rel=0.01)
+    legs = [BODY[n] for n in ("RKnee", "LKnee", "RAnkle", "LAnkle")]
+    assert (moved.body[:, legs, 2] == 0).all()  # the half-body photo shows no legs
