@@ -19,8 +19,20 @@ MEDIA = Path(os.environ.get("KINEMA_WAN_EXAMPLES", "/work/shared/data/wan_exampl
 VIDEO, PHOTO = MEDIA / "driving_video.mp4", MEDIA / "reference_image.jpeg"
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pose_contact_sheet.py"
 
+
+
+def _mediapipe_problem() -> str:
+    from kinema.core.pose.extract_mediapipe import MediaPipeUnavailable, require_mediapipe
+
+    try:
+        require_mediapipe()
+    except MediaPipeUnavailable as error:
+        return str(error)
+    return ""
+
+
 pytestmark = [
-    pytest.mark.skipif(importlib.util.find_spec("mediapipe") is None, reason="MediaPipe not installed"),
+    pytest.mark.skipif(bool(_mediapipe_problem()), reason=f"MediaPipe unusable: {_mediapipe_problem()[:160]}"),
     pytest.mark.skipif(not VIDEO.is_file() or not PHOTO.is_file(), reason=f"example media not in {MEDIA}"),
 ]
 

@@ -21,6 +21,7 @@ from .types import BODY_POINTS, FACE_POINTS, HAND_POINTS, PoseSequence
 MEDIAPIPE_REQUIREMENT = "mediapipe==0.10.14"
 NEWEST_PYTHON_WITH_WHEEL = (3, 12)
 MODEL_COMPLEXITY = 1  # the only pose model inside the wheel
+PROTOBUF_MAJOR, PROTOBUF_REQUIREMENT = 4, "protobuf>=4.25.3,<5"
 
 
 class MediaPipeUnavailable(ImportError):
@@ -54,7 +55,22 @@ def require_mediapipe():
         version = getattr(mediapipe, "__version__", "unknown")
         raise MediaPipeUnavailable(f"MediaPipe {version} is installed but has no `solutions` API (removed in "
                                    f"0.10.30). {hint} {_instead()}")
+    _check_protobuf()
     return mediapipe
+
+
+def _check_protobuf() -> None:
+    # MediaPipe 0.10.14's graphs are parsed with protobuf 4 (it declares protobuf>=4.25.3,<5); newer
+    # protobuf fails inside it with unrelated-looking parse or attribute errors, so say it plainly here.
+    import google.protobuf
+
+    version = google.protobuf.__version__
+    if int(version.split(".")[0]) != PROTOBUF_MAJOR:
+        raise MediaPipeUnavailable(
+            f"MediaPipe 0.10.14 needs protobuf 4.x but protobuf {version} is installed. Fix: "
+            f"`pip install \"{PROTOBUF_REQUIREMENT}\"`. Another package may want the newer protobuf (e.g. "
+            f"sentencepiece >= 0.2.1's model file reader); if so, run pose extraction in its own environment "
+            f"and load the result as OpenPose JSON. {_instead()}")
 
 
 @dataclass(frozen=True)
