@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
@@ -7,8 +8,11 @@ import torch
 
 from kinema.kernels import AttentionUnavailable, SparseWindow, attention, sparse3d_attention
 from kinema.kernels.sparse3d import density
+from kinema.kernels.sparse3d.flex import BLOCK, block_lists, flex_sparse3d, slot_layout
 from kinema.kernels.sparse3d.reference import dense_masked_sparse3d, sparse3d_mask
 from kinema.kernels.sparse3d.window import window_starts
+
+HEAVY = os.environ.get("KINEMA_HEAVY") == "1"
 
 # (grid in tokens, window spec): divisible and non-divisible grids, odd/even/oversized windows, global frames.
 CASES = [
@@ -70,6 +74,39 @@ def test_flex_block_mask_equals_masked_dense(seed, grid, spec):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ours = sparse3d_attention(q, k, v, grid=grid, window=spec, path="flex")
+    torch.testing.assert_close(ours, dense_masked_sparse3d(q, k, v, grid, spec), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("grid,spec", CASES + [((5, 18, 20), SparseWindow((2, 8, 8), (1, 2, 2), 1))])
+def test_flex_block_lists_match_the_reference_mask(grid, spec):
+    # Block lists come from tile-level algebra; check them against the token mask, block by block.
+    layout = slot_layout(grid, spec)
+    needed, full = block_lists(layout)
+    token_mask = sparse3d_mask(grid, spec)  # [L, L]
+    slot_mask = torch.zeros(layout.n_slots, layout.n_slots, dtype=torch.bool)
+    slot_mask[layout.slot[:, None], layout.slot[None, :]] = token_mask
+    real_rows = layout.valid[:, None].expand_as(slot_mask)
+    blocks = lambda m: m.view(layout.n_slots // BLOCK, BLOCK, layout.n_slots // BLOCK, BLOCK)  # noqa: E731
+    any_kept = blocks(slot_mask & real_rows).any(3).any(1)
+    all_kept = blocks(slot_mask | ~real_rows).all(3).all(1) & blocks(real_rows).any(3).any(1)
+    assert torch.equal(needed, any_kept)
+    assert torch.equal(full, all_kept)
+
+
+def test_flex_skips_blocks_in_proportion_to_density():
+    # 128-token tiles fill whole blocks, so the kept blocks track the kept pairs closely.
+    grid, spec = (8, 32, 32), SparseWindow(tile=(2, 8, 8), window=(2, 3, 3))
+    needed, full = block_lists(slot_layout(grid, spec))
+    assert needed.float().mean().item() == pytest.approx(density(grid, spec))
+    assert torch.equal(needed, full)
+
+
+@pytest.mark.skipif(not HEAVY, reason="compiling FlexAttention for the CPU takes minutes; KINEMA_HEAVY=1 runs it")
+def test_compiled_flex_on_cpu_equals_masked_dense(seed):
+    # The compiled kernel (unlike eager flex) honours the block lists, as on the GPU.
+    grid, spec = (5, 7, 9), SparseWindow(tile=(2, 4, 4), window=(2, 1, 1), global_frames=1)
+    q, k, v = qkv(grid, batch=1)
+    ours = flex_sparse3d(q, k, v, grid, spec, compiled=True)
     torch.testing.assert_close(ours, dense_masked_sparse3d(q, k, v, grid, spec), atol=1e-5, rtol=1e-5)
 
 

@@ -41,7 +41,7 @@ def sparse3d_attention(
     if path == "flex" or (path == "auto" and q.device.type == "cuda"):
         from .flex import flex_sparse3d  # lazy: FlexAttention is only needed on the GPU path
 
-        return flex_sparse3d(q, k, v, tuple(grid), window)
+        return flex_sparse3d(q, k, v, tuple(grid), window, compiled=q.device.type == "cuda")
     return gather_sparse3d(q, k, v, tuple(grid), window)
 
 
