@@ -3,6 +3,7 @@
 Writes into OUT (a folder):
   contact_sheet.png      sampled driving frames with the extracted skeleton drawn over them
   retarget_overlay.png   the reference photo with the retargeted skeleton of the same frames drawn over it
+  face_crops.png         Wan-Animate face crops (512 x 512) of the same frames
   detection.json         per-part detection rates over the extracted frames
 
 Usage: python scripts/pose_contact_sheet.py DRIVING_VIDEO REFERENCE_IMAGE OUT [--step N] [--tiles K]
@@ -19,13 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from kinema.core.pose.face_crops import crop_face, face_boxes
 from kinema.core.pose.extract_mediapipe import ExtractSettings, extract_images, extract_video, iter_video_frames
 from kinema.core.pose.render import iter_render
 from kinema.core.pose.retarget import retarget
 from kinema.core.pose.smoothing import clean
 from kinema.core.pose.types import BODY, PoseSequence
 
-TILE_WIDTH = 480
+TILE_WIDTH = 480  # pixels of each picture in a sheet
 COLUMNS = 4
 # What the acceptance criterion asks to be found in a frame.
 REQUIRED_BODY = ("Neck", "RShoulder", "LShoulder", "RWrist", "LWrist")
@@ -79,6 +81,7 @@ def _write_png(path: Path, image: np.ndarray, overwrite: bool) -> None:
     if not cv2.imwrite(temporary, cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
         os.unlink(temporary)
         raise OSError(f"could not write {path}")
+    os.chmod(temporary, 0o644)  # mkstemp makes it private; an artefact is for reading
     os.replace(temporary, path)
 
 
@@ -101,6 +104,10 @@ def make_artefacts(video: str, image: str, out: Path, step: int = 1, tiles: int 
     overlays += [_tile(next(iter_render(moved.frames([i]), "openpose", background=photo)), f"frame {i * step}")
                  for i in picks]
     _write_png(out / "retarget_overlay.png", _sheet(overlays), overwrite)
+    boxes = face_boxes(driving)
+    _write_png(out / "face_crops.png",
+               _sheet([_tile(crop_face(frame, boxes[i]), f"frame {i * step}") for i, frame in zip(picks, frames)]),
+               overwrite)
     report = out / "detection.json"
     if report.exists() and not overwrite:
         raise FileExistsError(f"{report} exists; choose another output folder or pass --overwrite")

@@ -86,7 +86,7 @@ def test_landmarks_sit_where_anatomy_puts_them(driving):
 def test_contact_sheet_and_retarget_overlay(tmp_path):
     rates = _script().make_artefacts(str(VIDEO), str(PHOTO), tmp_path, step=8, tiles=8)
     assert rates["person_shoulders_wrists_face"] >= 0.95
-    for name in ("contact_sheet.png", "retarget_overlay.png"):
+    for name in ("contact_sheet.png", "retarget_overlay.png", "face_crops.png"):
         assert (tmp_path / name).stat().st_size > 10_000
     assert json.loads((tmp_path / "detection.json").read_text()) == rates
     with pytest.raises(FileExistsError, match="--overwrite"):

@@ -102,3 +102,15 @@ def test_nodes_work_without_mediapipe_and_opencv():
     assert "MESSAGE pose extraction needs MediaPipe" in out.stdout
     assert "pip install mediapipe==0.10.14" in out.stdout
     assert "RENDERED True" in out.stdout  # drawing falls back to the numpy rasteriser
+
+
+def test_wrong_protobuf_is_named_with_its_fix(monkeypatch):
+    import types
+
+    import google.protobuf
+
+    monkeypatch.setitem(sys.modules, "mediapipe", types.SimpleNamespace(solutions=object(), __version__="0.10.14"))
+    monkeypatch.setattr(google.protobuf, "__version__", "7.36.2")
+    with pytest.raises(extract_mediapipe.MediaPipeUnavailable, match=r'needs protobuf 4.x but protobuf 7.36.2 .*'
+                                                                     r'pip install "protobuf>=4.25.3,<5"'):
+        extract_mediapipe.require_mediapipe()
