@@ -12,7 +12,15 @@ import logging
 
 log = logging.getLogger("kinema")
 
-STAGES = ("loaders", "text_encode", "latent", "sampler", "decode", "save_video")
+STAGES = (
+    "loaders",
+    "text_encode",
+    "latent",
+    "sampler",
+    "decode",
+    "save_video",
+    "pose",
+)
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}
