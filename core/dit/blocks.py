@@ -6,7 +6,7 @@ float32 gate promotes back to float32 when added to the residual.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn as nn
@@ -36,6 +36,16 @@ class TimeModulation:
 
     def row(self, i: int) -> torch.Tensor:  # [B, Lt, dim]
         return self.values[:, i][self.index]
+
+
+class BlockInputs(NamedTuple):
+    """What every transformer block of one forward pass shares, in `Block.forward`'s argument order."""
+
+    e0: TimeModulation
+    text: torch.Tensor  # [B, 512, dim] compute dtype
+    image: Optional[torch.Tensor]  # [B, 257 or 514, dim] compute dtype
+    rope: tuple[torch.Tensor, torch.Tensor]
+    backend: str
 
 
 def modulate(normed: torch.Tensor, shift: torch.Tensor, scale_plus_one: torch.Tensor) -> torch.Tensor:

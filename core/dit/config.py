@@ -17,6 +17,7 @@ from typing import Mapping, Optional
 import torch
 
 from ..checkpoints.io import CheckpointError
+from .animate_config import AnimateConfig, infer_animate_config
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ class DiTConfig:
     image_tokens: Optional[int] = None  # FLF2V's learned position table length (2 x 257); None otherwise
     text_len: int = 512  # T5 context is zero-padded to this many rows before text_embedding
     eps: float = 1e-6
+    vace_layers: Optional[tuple[int, ...]] = None  # VACE: main blocks that receive hint j after them
+    vace_in_dim: Optional[int] = None  # VACE: channels of the control context (96)
+    animate: Optional[AnimateConfig] = None  # Wan2.2 Animate: pose/face modules
     preset: str = "custom"
 
     @property
@@ -47,6 +51,10 @@ class DiTConfig:
     @property
     def has_image_branch(self) -> bool:
         return self.image_dim is not None
+
+    @property
+    def is_vace(self) -> bool:
+        return self.vace_layers is not None
 
     @property
     def cond_dim(self) -> int:
@@ -65,11 +73,15 @@ class Preset:
     out_dim: int
     image_dim: Optional[int] = None
     image_tokens: Optional[int] = None
+    vace_layers: Optional[tuple[int, ...]] = None
+    animate: bool = False
 
     def matches(self, c: DiTConfig) -> bool:
         return (
-            (self.dim, self.ffn_dim, self.num_layers, self.in_dim, self.out_dim, self.image_dim, self.image_tokens)
-            == (c.dim, c.ffn_dim, c.num_layers, c.in_dim, c.out_dim, c.image_dim, c.image_tokens)
+            (self.dim, self.ffn_dim, self.num_layers, self.in_dim, self.out_dim, self.image_dim, self.image_tokens,
+             self.vace_layers, self.animate)
+            == (c.dim, c.ffn_dim, c.num_layers, c.in_dim, c.out_dim, c.image_dim, c.image_tokens, c.vace_layers,
+                c.animate is not None)
             and c.head_dim == WAN_HEAD_DIM
             and (c.text_dim, c.freq_dim, c.patch_size) == (4096, 256, (1, 2, 2))
         )
@@ -83,6 +95,10 @@ PRESETS = (
     Preset("wan2.1-i2v-14B", "Wan2.1 I2V-14B (480P/720P, CLIP image branch)", 5120, 13824, 40, 36, 16, 1280),
     Preset("wan2.1-flf2v-14B", "Wan2.1 FLF2V-14B (two CLIP images)", 5120, 13824, 40, 36, 16, 1280, 514),
     Preset("wan2.2-ti2v-5B", "Wan2.2 TI2V-5B", 3072, 14336, 30, 48, 48),
+    Preset("wan2.1-vace-1.3B", "Wan2.1 VACE-1.3B", 1536, 8960, 30, 16, 16, vace_layers=tuple(range(0, 30, 2))),
+    Preset("wan-vace-14B", "Wan2.1 VACE-14B (or a Wan2.2 VACE-Fun A14B expert)", 5120, 13824, 40, 16, 16,
+           vace_layers=tuple(range(0, 40, 5))),
+    Preset("wan2.2-animate-14B", "Wan2.2 Animate-14B", 5120, 13824, 40, 36, 16, 1280, animate=True),
 )
 
 
@@ -119,8 +135,41 @@ def infer_config(
         patch_size=patch_size,
         image_dim=tensors["img_emb.proj.1.weight"].shape[1] if "img_emb.proj.1.weight" in tensors else None,
         image_tokens=tensors["img_emb.emb_pos"].shape[1] if "img_emb.emb_pos" in tensors else None,
+        animate=infer_animate_config(tensors, len(layers), source),
     )
+    if any(k.startswith("vace_") for k in tensors):
+        if "vace_patch_embedding.weight" not in tensors:
+            raise CheckpointError(f"{source}: this Wan VACE file lacks 'vace_patch_embedding.weight'; the file is "
+                                  f"incomplete, download it again")
+        vace_in_dim = tensors["vace_patch_embedding.weight"].shape[1]
+        vace_layers = _vace_layers(tensors, len(layers), source, config_json)
+        config = DiTConfig(**{**config.__dict__, "vace_layers": vace_layers, "vace_in_dim": vace_in_dim})
     return _name_preset(config)
+
+
+def _vace_layers(tensors: Mapping[str, torch.Tensor], num_layers: int, source: str,
+                 config_json: Optional[dict]) -> tuple[int, ...]:
+    """Main blocks that take a VACE hint: `vace_layers` of config.json, else evenly spaced from 0.
+
+    Shapes give only the number of VACE blocks; both released models space them evenly
+    (1.3B: 15 of 30 layers -> 0, 2, ..., 28; 14B: 8 of 40 -> 0, 5, ..., 35), as ComfyUI assumes.
+    """
+    count = len({int(m.group(1)) for k in tensors if (m := re.match(r"vace_blocks\.(\d+)\.", k))})
+    if "vace_blocks.0.before_proj.weight" not in tensors:
+        raise CheckpointError(f"{source}: VACE block 0 lacks its before_proj; the file is incomplete, download it again")
+    listed = (config_json or {}).get("vace_layers")
+    if isinstance(listed, list) and len(listed) == count:
+        layers = tuple(int(i) for i in listed)
+    elif num_layers % count == 0:
+        layers = tuple(range(0, num_layers, num_layers // count))
+    else:
+        raise CheckpointError(
+            f"{source}: {count} VACE blocks for {num_layers} layers cannot be spaced evenly and no config.json "
+            f"lists vace_layers; put the model's config.json beside the file"
+        )
+    if layers[0] != 0 or layers[-1] >= num_layers or list(layers) != sorted(set(layers)):
+        raise CheckpointError(f"{source}: vace_layers {list(layers)} must rise from 0 and stay below {num_layers}")
+    return layers
 
 
 def _head_count(dim: int, source: str, num_heads: Optional[int], config_json: Optional[dict]) -> int:

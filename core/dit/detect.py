@@ -39,10 +39,6 @@ def _refuse_other_kinds(keys: list[str], key_set: set[str], source: str) -> None
             f"{source}: this is a LoRA (e.g. key {lora!r}), not a full diffusion model; load the base Wan model "
             f"here and apply the LoRA with the LoRA node"
         )
-    if any(k.startswith(("vace_blocks.", COMFY_PREFIX + "vace_blocks.")) for k in keys):
-        raise CheckpointError(f"{source}: this is a Wan VACE model; VACE checkpoints are not supported by this loader yet")
-    if any(k.split(".")[0] in ("face_adapter", "motion_encoder") or ".face_adapter." in k for k in keys):
-        raise CheckpointError(f"{source}: this is a Wan2.2 Animate model; Animate is not supported by this loader yet")
     if any(k.startswith(("decoder.", "first_stage_model.")) for k in keys) and not _has_dit_anchor(key_set):
         raise CheckpointError(f"{source}: this looks like a Wan VAE (encoder/decoder weights); use the VAE loader")
     text_markers = ("shared.weight", "token_embedding.weight", "encoder.final_layer_norm.weight")

@@ -1,4 +1,4 @@
-"""`load_dit`: any Wan DiT file (official, ComfyUI, diffusers; 32/16-bit or fp8) -> WanDiT."""
+"""`load_dit`: any Wan DiT file (official, ComfyUI, diffusers; 32/16-bit or fp8) -> WanDiT (or WanVACE / WanAnimate)."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,10 @@ from ..checkpoints.io import CheckpointError, read_config_json, read_state_dict
 from ..checkpoints.quant import dequantize, normalise_quant_keys
 from .config import infer_config
 from .detect import choose_layout
+from .animate import WanAnimate
+from .config import DiTConfig
 from .model import WanDiT
+from .vace import WanVACE
 
 _FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -44,7 +47,7 @@ def load_dit(
     if compute_dtype is None:
         compute_dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
     with torch.device("meta"):
-        model = WanDiT(config, attention=attention, compute_dtype=compute_dtype)
+        model = dit_class(config)(config, attention=attention, compute_dtype=compute_dtype)
     try:
         # assign=True adopts the file's tensors (and dtypes) instead of copying into fresh fp32 ones.
         model.load_state_dict(tensors, strict=True, assign=True)
@@ -54,6 +57,15 @@ def load_dit(
             f"The file is incomplete or an unknown variant; download it again or choose another file"
         ) from err
     return model.requires_grad_(False).to(device).eval()
+
+
+def dit_class(config: DiTConfig) -> type[WanDiT]:
+    """The model class a config describes: plain Wan DiT, VACE or Animate."""
+    if config.is_vace:
+        return WanVACE
+    if config.animate is not None:
+        return WanAnimate
+    return WanDiT
 
 
 def _refuse_two_expert_folder(p: Path) -> None:

@@ -9,7 +9,7 @@ import torch.nn as nn
 from ...kernels.attention import get_backend
 from ...kernels.rope import rope_cos_sin
 from ..layers import Linear
-from .blocks import Block, Head, TimeModulation
+from .blocks import Block, BlockInputs, Head, TimeModulation
 from .config import DiTConfig
 from .embeddings import ImageEmbedding, PatchEmbedding, timestep_sinusoid
 
@@ -58,6 +58,7 @@ class WanDiT(nn.Module):
         *,
         y: Optional[torch.Tensor] = None,  # [B, C_y, T, H, W] I2V conditioning, concatenated on channels
         clip_fea: Optional[torch.Tensor] = None,  # [B, 257 (FLF2V 514), image_dim] CLIP features
+        **branch_inputs,  # inputs of the VACE / Animate branches (see their `_transformer`)
     ) -> torch.Tensor:  # [B, out_dim, T, H, W] float32 velocity
         c, dtype = self.config, self.compute_dtype
         x = self._model_input(x, y)
@@ -67,10 +68,19 @@ class WanDiT(nn.Module):
         e, e0 = self._time_embedding(t, batch, tokens.shape[1], x.device)
         text = self._text_context(context, batch, x.device)
         image = self._image_context(clip_fea, batch)
-        rope = self._rope(grid, x.device)
-        for block in self.blocks:
-            tokens = block(tokens, e0, text, image, rope, self.attention_backend)
+        shared = BlockInputs(e0, text, image, self._rope(grid, x.device), self.attention_backend)
+        tokens = self._transformer(tokens, shared, grid, **branch_inputs)
         return self._unpatchify(self.head(tokens, e).float(), grid)
+
+    def _transformer(self, tokens: torch.Tensor, shared: BlockInputs, grid: tuple[int, int, int],
+                     **branch_inputs) -> torch.Tensor:  # [B, L, dim] -> [B, L, dim]
+        """The block stack; VACE and Animate override it to add their branches."""
+        if branch_inputs:
+            raise ValueError(f"this DiT ({self.config.preset}) takes no {', '.join(sorted(branch_inputs))}: those are "
+                             f"inputs of Wan VACE / Animate models")
+        for block in self.blocks:
+            tokens = block(tokens, *shared)
+        return tokens
 
     # --- inputs --------------------------------------------------------------------------------
 
