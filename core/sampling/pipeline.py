@@ -30,13 +30,16 @@ def sample(
     image: Optional[ImageConditioning] = None,
     progress: Optional[Progress] = None,
     device: Optional[torch.device | str] = None,
+    model_kwargs: Optional[dict] = None,
 ) -> torch.Tensor:
     """Sample latents [B, C, T, H, W] (float32).
 
     `positive` / `negative`: encoded text, a [B, L, D] tensor or a list of [L_i, D] (negative
     may be None only with cfg 1). Give `shape` to start from seeded noise, or `latents` to
     start from given latents noised to the first sigma (needed for denoise < 1, start_sigma,
-    start_step). With `dit_low_noise`, `dit` is the Wan2.2 high-noise expert.
+    start_step). With `dit_low_noise`, `dit` is the Wan2.2 high-noise expert. `model_kwargs`
+    go to every DiT call as they are (tensors moved to the device), e.g. VACE's `vace_context` or
+    Animate's `y`, `pose_latents`, `face_pixels`.
     """
     shape = _start_shape(shape, latents, settings)
     device = torch.device(device) if device is not None else _default_device(dit, latents)
@@ -63,6 +66,10 @@ def sample(
         extra["y"] = image.y.to(device)
     if image is not None and image.clip_fea is not None:
         extra["clip_fea"] = image.clip_fea.to(device)
+    for name, value in (model_kwargs or {}).items():
+        if name in extra:
+            raise ValueError(f"model_kwargs[{name!r}] would replace the image conditioning's {name}; give it once.")
+        extra[name] = value.to(device) if isinstance(value, torch.Tensor) else value
 
     def velocity_at(x: torch.Tensor, i: int) -> torch.Tensor:
         model, scale = experts[i]
