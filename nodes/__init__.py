@@ -20,6 +20,7 @@ STAGES = (
     "decode",
     "save_video",
     "pose",
+    "interpolate",
 )
 
 NODE_CLASS_MAPPINGS: dict = {}

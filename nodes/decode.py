@@ -1,7 +1,10 @@
 """Latent -> pixels: to a ComfyUI IMAGE batch, or streamed straight into an mp4."""
 from __future__ import annotations
 
+from typing import Optional
+
 from . import host
+from .interpolate import RETIME, RetimeSettings
 from .types import VAE, VAEModel
 
 FILENAME_PREFIX = "kinema/video"
@@ -58,17 +61,27 @@ class KinemaDecodeToVideo:
                 "filename_prefix": ("STRING", {"default": FILENAME_PREFIX, "tooltip":
                     "Name of the file inside the output folder; a counter is appended and nothing is overwritten. "
                     "May contain subfolders."}),
-            }
+            },
+            "optional": {
+                "retime": (RETIME, {"tooltip": "From KinemaRetimeSettings: converts the frame rate (e.g. 16 -> 30 "
+                                               "fps) while streaming; fps above is then the rate of the latent."}),
+            },
         }
 
-    def decode(self, vae: VAEModel, samples: dict, fps: int, filename_prefix: str):
+    def decode(self, vae: VAEModel, samples: dict, fps: int, filename_prefix: str,
+               retime: Optional[RetimeSettings] = None):
         latents = samples["samples"]  # [B, C, T, H, W]
         if latents.shape[0] != 1:
             raise ValueError(f"KinemaDecodeToVideo writes one video per file but got a batch of {latents.shape[0]} "
                              "latents; decode them one at a time (or use KinemaVAEDecode + KinemaSaveVideo).")
         target = host.new_output_file(filename_prefix, "mp4")
+        file_fps, transform = fps, None
+        if retime is not None:
+            from ..core.interp import frame_rate_converter
+
+            file_fps, transform = retime.fps_out, frame_rate_converter(fps, retime.fps_out, retime.method)
         with host.progress("VAE decode to mp4", _latent_frames(samples)) as progress:
-            vae.model.decode_to_file(latents, target.path, fps=fps, progress=progress)
+            vae.model.decode_to_file(latents, target.path, fps=file_fps, progress=progress, frame_transform=transform)
         host.empty_cache()
         return {"ui": {"images": [target.ui()], "animated": (True,)}, "result": (str(target.path),)}
 

@@ -18,8 +18,10 @@ FROZEN_INPUTS = {
     "KinemaSampler": ["dit", "conditioning", "latent", "seed", "steps", "cfg", "shift", "solver", "denoise",
                       "boundary", "cfg_low_noise", "dit_low_noise", "start_image", "vae"],
     "KinemaVAEDecode": ["vae", "samples"],
-    "KinemaDecodeToVideo": ["vae", "samples", "fps", "filename_prefix"],
+    "KinemaDecodeToVideo": ["vae", "samples", "fps", "filename_prefix", "retime"],
     "KinemaSaveVideo": ["images", "fps", "filename_prefix"],
+    "KinemaFrameRate": ["images", "fps_in", "fps_out", "method"],
+    "KinemaRetimeSettings": ["fps_out", "method"],
 }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Callable, Iterator, Optional, Union
 
 import torch
 
@@ -103,20 +103,25 @@ class WanVAE:
         return images.reshape(-1, h * s, w * s, 3)
 
     def decode_to_file(self, latents: torch.Tensor, path: Union[str, os.PathLike], fps=16, *,
-                       crf: int = 18, **options) -> Path:
+                       crf: int = 18, frame_transform: Optional[Callable] = None, **options) -> Path:
         """Decode one video ([1, z, T, h, w]) straight into an H.264 mp4, chunk by chunk; returns the path.
 
         The file appears only when complete (written under a temporary name, then renamed), and
-        an existing file is never overwritten.
+        an existing file is never overwritten. `frame_transform` (e.g. core.interp.frame_rate_converter)
+        maps the stream of frame chunks float [t, H, W, 3] in 0..1 to the chunks written; `fps` is then
+        the rate of its output.
         """
         from ..video.writer import VideoWriter
 
         if latents.dim() == 5 and latents.shape[0] != 1:
             raise ValueError(f"decode_to_file writes one video but the latents hold a batch of {latents.shape[0]}; "
                              f"pass latents[i:i+1] for each video")
+        frames = ((chunk[0].permute(1, 2, 3, 0) + 1.0) / 2.0 for chunk in self.iter_decode(latents, **options))
+        if frame_transform is not None:
+            frames = frame_transform(frames)
         with VideoWriter(path, fps, crf=crf) as writer:
-            for chunk in self.iter_decode(latents, **options):  # [1, 3, n, H, W]
-                writer.write(((chunk[0].permute(1, 2, 3, 0) + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8))
+            for chunk in frames:  # [n, H, W, 3] in 0..1
+                writer.write(chunk)
         return writer.path
 
     # --- helpers --------------------------------------------------------------------------
