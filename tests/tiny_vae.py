@@ -81,7 +81,9 @@ def save_tiny_vae(directory, version: str = "2.1", layout: str = "official_pth",
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model = tiny_diffusers_vae(version, seed).to(dtype)
+    model = tiny_diffusers_vae(version, seed)
+    if dtype != torch.float32:
+        model = model.to(dtype)
     if layout == "diffusers":
         folder = directory / f"tiny_wan{version}_vae_diffusers"
         model.save_pretrained(folder)
