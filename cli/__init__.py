@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-COMMANDS = ("run", "submit")
+COMMANDS = ("demo", "run", "submit")
 
 
 def build_parser() -> argparse.ArgumentParser:

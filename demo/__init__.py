@@ -1,0 +1,1 @@
+"""The tiny demo model: procedural data, training scripts, evaluation and the `demo` command."""

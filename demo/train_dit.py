@@ -1,0 +1,168 @@
+"""Train the demo's tiny Wan-architecture DiT with flow matching in the demo VAE's latent space.
+
+    python -m kinema.demo.train_dit [--resume] [--steps N]
+
+Needs the demo VAE and text encoder files (train_vae, text_encoder). The model is Kinema's own
+`WanDiT`, so the exported file loads with `load_dit`. Recipe: x_t = (1 - t) x0 + t noise, target
+noise - x0 (Wan's convention), t ~ logit-normal, 10% empty captions (the unconditional branch of
+classifier-free guidance), AdamW, EMA of the weights (the EMA is what ships). Every step's data
+and noise depend only on (seed, step), and checkpoints are written every few minutes, so a run
+stopped at any time continues with `--resume` exactly where it was.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..core.dit.config import DiTConfig
+from ..core.dit.model import WanDiT
+from ..core.text import load_text_encoder
+from ..core.vae import load_vae
+from . import dataset
+from .latent_pool import LatentPool
+from .files import DIT_FILE, RUNS, TEXT_FILE, VAE_FILE
+from .text_encoder import DEMO_UMT5
+from .training import RunDir, Timer, ema_update, save_safetensors, step_generator
+
+# 16x5x8x8 latents -> 5x4x4 = 80 tokens. head_dim 32 is not Wan's 128, so the shipped config.json
+# tells load_dit the head count.
+DEMO_DIT = DiTConfig(dim=128, ffn_dim=512, num_layers=6, num_heads=4, in_dim=16, out_dim=16, text_dim=DEMO_UMT5.d_model)
+CAPTION_DROPOUT = 0.1
+
+
+def official_config_json(c: DiTConfig) -> dict:
+    """Wan's own config.json fields (what load_dit reads to learn the head count)."""
+    return {"_class_name": "WanModel", "model_type": "t2v", "dim": c.dim, "ffn_dim": c.ffn_dim, "freq_dim": c.freq_dim,
+            "in_dim": c.in_dim, "num_heads": c.num_heads, "num_layers": c.num_layers, "out_dim": c.out_dim,
+            "text_len": c.text_len, "eps": c.eps}
+
+
+def build_dit(seed: int) -> WanDiT:
+    """adaLN-Zero style start: every block's gated branches, the ungated cross-attention output and
+    the head are zero, so the untrained model is the identity path and predicts zero velocity."""
+    torch.manual_seed(seed)
+    model = WanDiT(DEMO_DIT)
+    for name, p in model.named_parameters():
+        if name.endswith("bias") or "modulation" in name:
+            nn.init.zeros_(p)
+        elif "norm" in name:
+            nn.init.ones_(p)  # RMSNorm / affine LayerNorm gains
+        else:
+            nn.init.xavier_uniform_(p.view(p.shape[0], -1))
+    with torch.no_grad():
+        model.time_projection[1].weight.zero_()
+        model.head.head.weight.zero_()
+        for block in model.blocks:
+            block.cross_attn.o.weight.zero_()
+        for layer in (model.time_embedding[0], model.time_embedding[2]):
+            nn.init.normal_(layer.weight, std=0.02)
+    return model
+
+
+def velocity(model: WanDiT, x: torch.Tensor, t: torch.Tensor, context: list[torch.Tensor]) -> torch.Tensor:
+    """The model's forward WITH gradients: `WanDiT.forward` is wrapped in no_grad for inference,
+    `__wrapped__` is the same code without that wrapper."""
+    return WanDiT.forward.__wrapped__(model, x, t, context)
+
+
+def file_sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export(model: WanDiT, ema: dict[str, torch.Tensor], path=DIT_FILE) -> None:
+    state = {**model.state_dict(), **ema}
+    save_safetensors(state, path, metadata={"kinema": "demo DiT (Wan architecture)"})
+    config = path.parent / "config.json"
+    tmp = config.with_suffix(".tmp")
+    tmp.write_text(json.dumps(official_config_json(DEMO_DIT), indent=2) + "\n")
+    tmp.replace(config)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Train the demo DiT.")
+    parser.add_argument("--steps", type=int, default=30000)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--ema", type=float, default=0.9995)
+    parser.add_argument("--seed", type=int, default=0)
+    # One thread: with cores shared between processes, OpenMP workers spin waiting for each other.
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--pool-start", type=int, default=2048, help="clips encoded before the first step")
+    parser.add_argument("--pool-max", type=int, default=40960)
+    parser.add_argument("--pool-growth", type=int, default=16, help="clips added every --pool-every steps")
+    parser.add_argument("--pool-every", type=int, default=8)
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of the run")
+    parser.add_argument("--run", default="dit", help="run folder name under demo_model/runs/")
+    parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    run = RunDir(RUNS / args.run)
+    vae = load_vae(VAE_FILE)
+    text_encoder = load_text_encoder(TEXT_FILE)
+    pool = LatentPool(run.path / "pool", vae, file_sha256(VAE_FILE), args.seed)
+
+    model = build_dit(args.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    ema = {k: p.detach().clone() for k, p in model.named_parameters()}
+    step = 0
+    state = run.latest() if args.resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        ema, step = state["ema"], state["step"]
+        run.log(f"resumed at step {step}, pool {len(pool)} clips")
+    elif run.checkpoints():
+        raise SystemExit(f"{run.path} already holds checkpoints; pass --resume to continue it or --run NAME for a new run")
+    while len(pool) < args.pool_start:
+        pool.grow(min(64, args.pool_start - len(pool)))
+    run.log(f"pool ready: {len(pool)} clips; model {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+
+    timer = Timer(60 * args.checkpoint_minutes)
+    smoothed, started, first_step = None, time.time(), step
+    model.train()
+    while step < args.steps:
+        if step % args.pool_every == 0 and len(pool) < args.pool_max:
+            pool.grow(args.pool_growth)
+        rng = np.random.default_rng([args.seed, step])
+        gen = step_generator(args.seed, step)
+        x0, specs = pool.batch(rng.integers(0, len(pool), size=args.batch))  # [B, z, T, h, w]
+        captions = ["" if rng.random() < CAPTION_DROPOUT else dataset.caption(s, rng) for s in specs]
+        context = [c.clone() for c in text_encoder.encode(captions)]  # out of inference mode, for autograd
+        t = torch.sigmoid(torch.randn(args.batch, generator=gen))  # logit-normal noise level in (0, 1)
+        noise = torch.randn(x0.shape, generator=gen)
+        tb = t.view(-1, 1, 1, 1, 1)
+        x_t = (1 - tb) * x0 + tb * noise
+        loss = (velocity(model, x_t, t * 1000, context) - (noise - x0)).pow(2).mean()
+
+        lr = args.lr * min(1.0, (step + 1) / args.warmup)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        ema_update(ema, model, min(args.ema, (1 + step) / (10 + step)))
+        step += 1
+
+        smoothed = loss.item() if smoothed is None else 0.98 * smoothed + 0.02 * loss.item()
+        if step % 25 == 0:
+            rate = (step - first_step) / (time.time() - started)
+            run.log(f"step {step} loss {smoothed:.4f} grad {grad_norm:.2f} lr {lr:.1e} pool {len(pool)} "
+                    f"{rate:.2f} steps/s")
+        if timer.due() or step == args.steps:
+            run.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "ema": ema, "step": step,
+                      "args": vars(args)}, step)
+            export(model, ema)
+            run.log(f"checkpoint + exported EMA weights at step {step}")
+
+
+if __name__ == "__main__":
+    main()

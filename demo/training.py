@@ -1,0 +1,80 @@
+"""What the demo trainers share: run folders with resumable checkpoints, a log, EMA, file export.
+
+A training run can be stopped at any moment (the session that runs it has a hard time limit)
+and continued later with `--resume`: checkpoints are written atomically every few minutes and
+every random draw of step n depends only on (seed, n), so a resumed run sees the same batches.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+from safetensors.torch import save_file
+
+KEEP_CHECKPOINTS = 2
+
+
+class RunDir:
+    """A run's folder: `ckpt_<step>.pt` files and `log.txt`."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def checkpoints(self) -> list[Path]:
+        return sorted(self.path.glob("ckpt_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+
+    def latest(self) -> Optional[dict]:
+        found = self.checkpoints()
+        return torch.load(found[-1], map_location="cpu", weights_only=False) if found else None
+
+    def save(self, state: dict, step: int) -> Path:
+        path = self.path / f"ckpt_{step:07d}.pt"
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)  # a crash mid-write never leaves a broken "latest" checkpoint
+        for old in self.checkpoints()[:-KEEP_CHECKPOINTS]:
+            old.unlink()
+        return path
+
+    def log(self, line: str) -> None:
+        stamped = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}"
+        print(stamped, flush=True)
+        with open(self.path / "log.txt", "a") as f:
+            f.write(stamped + "\n")
+
+
+class Timer:
+    """True every `seconds` of wall time (checkpoint cadence)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.last = time.time()
+
+    def due(self) -> bool:
+        if time.time() - self.last >= self.seconds:
+            self.last = time.time()
+            return True
+        return False
+
+
+@torch.no_grad()
+def ema_update(ema: dict[str, torch.Tensor], model: torch.nn.Module, decay: float) -> None:
+    for name, p in model.named_parameters():
+        ema[name].lerp_(p.detach(), 1.0 - decay)
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: Optional[dict[str, str]] = None) -> None:
+    """Write atomically (temp name + rename), contiguous CPU tensors."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The torch RNG of one training step: depends only on (seed, step), so resumes repeat it."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
