@@ -264,6 +264,19 @@ def test_i2v_windows_continue_from_the_previous_windows_clean_estimate():
     assert torch.equal(second["y"][:, 4:, 1:], y[:, 4:, 4:8])
 
 
+def test_i2v_conditioning_of_the_first_window_only_is_enough():
+    y = torch.zeros(1, 20, 8, 2, 2)
+    y[:, :4, 0] = 1
+    y[:, 4:] = torch.randn(1, 16, 8, 2, 2, generator=torch.Generator().manual_seed(3))
+    positive, _ = plain.contexts()
+    settings, long = SamplerSettings(steps=2, cfg=1.0, solver="euler"), LongVideoSettings(window=5, overlap=2)
+    run = lambda y: sample_long(RecordingDiT(in_dim=36), positive, None, settings=settings,  # noqa: E731
+                                shape=(1, 16, 8, 2, 2), image=ImageConditioning(y=y), long=long)
+    whole, first = run(y), run(y[:, :, :5].clone())
+    assert torch.allclose(whole[:, :, :3], first[:, :, :3])  # frames only the first window sees
+    assert first.shape == whole.shape
+
+
 def test_ti2v_windows_hold_the_anchor_as_a_known_frame():
     dit = RecordingDiT(in_dim=48, out_dim=48)
     shape = (1, 48, 8, 2, 2)

@@ -51,13 +51,16 @@ def sample_long(
 ) -> torch.Tensor:
     """Like `core.sampling.sample`, over context windows; `positive` may be an encoded PromptSchedule.
 
+    An I2V `image.y` may cover the whole clip or only the first window (`long.window` latent frames).
+
     With a clip no longer than `long.window` this is exactly `sample` (same noise, same calls).
     """
     shape = _start_shape(shape, latents, settings)
     device = torch.device(device) if device is not None else _default_device(dit, latents)
-    _check_image_conditioning(image, shape)
-    progress = progress or SILENT
     windows = plan_windows(shape[2], long.window, long.overlap)
+    one_window_y = image is not None and image.y is not None and image.y.shape[2] == windows[0].length < shape[2]
+    _check_image_conditioning(_without_y(image) if one_window_y else image, shape)
+    progress = progress or SILENT
     if image is not None and len(windows) > 1 and long.overlap < 1:
         raise ValueError("image-conditioned long videos continue each window from the previous one's last "
                          "frames, so windows must overlap: set overlap >= 1 (e.g. a third of the window).")
@@ -133,7 +136,9 @@ def _window_image(image: Optional[ImageConditioning], window: Window, k: int,
         return None
     y, known_latent, known_mask = image.y, image.known_latent, image.known_mask
     if y is not None:
-        y = y[:, :, window.start:window.end]  # [B, 4 + C, L, H, W]
+        # y of the whole clip, or of the first window only (frames 1.. of every later window are the
+        # same zero-image latents, so a 2-minute I2V run never encodes 2 minutes of grey frames)
+        y = y[:, :, window.start:window.end] if y.shape[2] > window.length else y  # [B, 4 + C, L, H, W]
         if k > 0:
             y = y.clone()
             y[:, :4, 0] = 1  # the 4 mask channels of the first latent frame: known
@@ -146,6 +151,10 @@ def _window_image(image: Optional[ImageConditioning], window: Window, k: int,
             known_mask[:, :, 0] = 1
             known_latent[:, :, 0] = anchor
     return ImageConditioning(y=y, clip_fea=image.clip_fea, known_latent=known_latent, known_mask=known_mask)
+
+
+def _without_y(image: ImageConditioning) -> ImageConditioning:
+    return ImageConditioning(None, image.clip_fea, image.known_latent, image.known_mask)
 
 
 def _on_device(image: Optional[ImageConditioning], device) -> Optional[ImageConditioning]:
