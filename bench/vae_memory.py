@@ -34,7 +34,7 @@ def _child(mode: str, frames: int, vae_path: str, size: int, out_dir: str) -> No
     latent_frames = vae.config.latent_frames(frames)
     z = torch.randn(1, vae.config.z_dim, latent_frames, size // s, size // s, generator=torch.Generator().manual_seed(0))
     if mode == "stream":
-        vae.decode_to_file(z, Path(out_dir) / f"bench_{frames}.mp4", fps=16, tiling=None)
+        vae.decode_to_file(z, Path(out_dir) / f"bench_{frames}_{os.getpid()}.mp4", fps=16, tiling=None)
     else:
         images = vae.decode_to_images(z, tiling=None)
         assert images.shape[0] == frames
