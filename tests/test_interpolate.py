@@ -157,3 +157,14 @@ def test_missing_opencv_names_the_install_command():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "needs OpenCV" in done.stdout and "pip install opencv-python-headless" in done.stdout
+
+
+@pytest.mark.gpu
+@needs_opencv
+def test_cuda_frames_stay_on_the_gpu_and_match_the_cpu():
+    frames = render_clip(16, 0.25, size=64)  # [5, 64, 64, 3]
+    on_cpu = torch.cat(list(retime(frames.split(2), 16, 30, get_interpolator("dis_flow"))))
+    on_gpu = torch.cat(list(retime(frames.cuda().split(2), 16, 30, get_interpolator("dis_flow"))))
+    assert on_gpu.device.type == "cuda"
+    # the flow is computed on the CPU either way (from the same uint8 luma); warps differ by float rounding
+    torch.testing.assert_close(on_gpu.cpu(), on_cpu, atol=1e-4, rtol=0)
