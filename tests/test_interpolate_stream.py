@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from kinema.core.interp import FrameRates, frame_rate_converter, get_interpolator, retime
+from kinema.core.progress import Progress
 from kinema.core.vae import load_vae
 from kinema.core.video import read_video
 from kinema.nodes import host
@@ -45,6 +46,22 @@ def test_decode_to_file_streams_through_the_frame_rate_converter(vae, tmp_path):
     assert video.fps == 30 and video.frame_count == FrameRates.of(16, 30).output_count(9) == 16
     expected = torch.cat(list(retime([vae.decode_to_images(z)], 16, 30, get_interpolator("blend"))))
     assert (video.frames.float() / 255 - expected).abs().mean() < 0.05  # yuv420p colour subsampling
+
+
+def test_the_chain_interleaves_decoding_and_writing(vae, tmp_path):
+    """Converted frames leave for the encoder while later latent frames are still undecoded."""
+    events = []
+    convert = frame_rate_converter(16, 30, "blend")
+
+    def logged(chunks):
+        for out in convert(chunks):  # [m, H, W, 3]
+            events.append(("written", out.shape[0]))
+            yield out
+
+    progress = Progress(on_step=lambda done, total, _: events.append(("decoded", done)))
+    vae.decode_to_file(_latents(vae), tmp_path / "chain.mp4", fps=30, frame_transform=logged, progress=progress)
+    assert [kind for kind, _ in events] == ["decoded", "written"] * 3  # one latent frame, then its frames
+    assert sum(n for kind, n in events if kind == "written") == 16
 
 
 def test_decode_to_video_node_with_retime_settings(vae, output_folder):
