@@ -147,13 +147,15 @@ def add_parser(subparsers) -> None:
                         help="folder holding ComfyUI-style model folders (diffusion_models/, text_encoders/, vae/); "
                              "repeatable; default $KINEMA_MODELS or ./models")
     parser.add_argument("--output", metavar="DIR", help="where output files go; default $KINEMA_OUTPUT or ./output")
+    parser.add_argument("--input", metavar="DIR", help="where load nodes (KinemaLoadImage, KinemaLoadVideo) find "
+                                                       "their files; default $KINEMA_INPUT or ./input")
     parser.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace) -> int:
     from ..nodes import host
 
-    host.configure(models=args.models, output=args.output)
+    host.configure(models=args.models, output=args.output, input_dir=args.input)
     graph = apply_sets(load_graph(args.workflow), args.sets)
     result = run_graph(graph)
     for path in result.saved_files():

@@ -21,6 +21,10 @@ STAGES = (
     "save_video",
     "pose",
     "interpolate",
+    "lora",
+    "step_cache",
+    "conditioning_pose",
+    "load_media",
 )
 
 NODE_CLASS_MAPPINGS: dict = {}

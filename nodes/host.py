@@ -26,6 +26,9 @@ MODEL_EXTENSIONS = (".safetensors", ".sft", ".pth", ".pt", ".bin", ".ckpt")
 LEGACY_FOLDERS = {"diffusion_models": ("unet",), "text_encoders": ("clip",)}
 MODELS_ENV = "KINEMA_MODELS"  # os.pathsep-separated roots holding diffusion_models/, vae/, ...
 OUTPUT_ENV = "KINEMA_OUTPUT"
+INPUT_ENV = "KINEMA_INPUT"  # folder of the pictures and videos that load nodes offer
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif")
 
 
 def in_comfyui() -> bool:
@@ -46,23 +49,27 @@ def _comfy(module: str):
 class StandaloneFolders:
     model_roots: tuple[Path, ...]
     output_dir: Path
+    input_dir: Path
 
 
 def _folders_from_env() -> StandaloneFolders:
     roots = [Path(p) for p in os.environ.get(MODELS_ENV, "").split(os.pathsep) if p]
-    return StandaloneFolders(tuple(roots) or (Path("models"),), Path(os.environ.get(OUTPUT_ENV, "output")))
+    return StandaloneFolders(tuple(roots) or (Path("models"),), Path(os.environ.get(OUTPUT_ENV, "output")),
+                             Path(os.environ.get(INPUT_ENV, "input")))
 
 
 _standalone: Optional[StandaloneFolders] = None
 
 
-def configure(models: Sequence[os.PathLike | str] = (), output: Optional[os.PathLike | str] = None) -> None:
-    """Sets the standalone model roots and output folder (ignored inside ComfyUI)."""
+def configure(models: Sequence[os.PathLike | str] = (), output: Optional[os.PathLike | str] = None,
+              input_dir: Optional[os.PathLike | str] = None) -> None:
+    """Sets the standalone model roots, output and input folders (ignored inside ComfyUI)."""
     global _standalone
     base = _folders_from_env()
     _standalone = StandaloneFolders(
         tuple(Path(m) for m in models) or base.model_roots,
         Path(output) if output is not None else base.output_dir,
+        Path(input_dir) if input_dir is not None else base.input_dir,
     )
 
 
@@ -105,6 +112,39 @@ def model_path(folder: str, name: str) -> str:
             + ("" if in_comfyui() else f" or point --models / {MODELS_ENV} at a folder holding {folder}/")
         )
     return path
+
+
+# ------------------------------------------------------------------------------------ input files
+def input_directory() -> Path:
+    if in_comfyui():
+        return Path(_comfy("folder_paths").get_input_directory())
+    return _folders().input_dir
+
+
+def input_files(extensions: Sequence[str]) -> list[str]:
+    """Files of the input folder with one of these extensions ('/'-separated, relative), for a load node's combo."""
+    root = input_directory()
+    if not root.is_dir():
+        return []
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.is_file() and p.suffix.lower() in extensions and not p.name.startswith("."))
+
+
+def input_path(name: str) -> str:
+    """Full path of a file named in a load node: relative to the input folder (ComfyUI's `[input]` style
+    annotations understood there), or absolute; a FileNotFoundError says where we looked."""
+    if in_comfyui():
+        folder_paths = _comfy("folder_paths")
+        path = Path(folder_paths.get_annotated_filepath(name))
+    else:
+        path = Path(os.path.expanduser(name))
+        path = path if path.is_absolute() else input_directory() / path
+    if not path.is_file() and not path.is_dir():
+        raise FileNotFoundError(
+            f"input file {name!r} not found (looked for {path}); put it in the input folder {input_directory()}"
+            + ("" if in_comfyui() else f" (set it with --input or {INPUT_ENV})") + " or give an absolute path"
+        )
+    return str(path)
 
 
 # ----------------------------------------------------------------------------------- output files

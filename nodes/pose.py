@@ -60,7 +60,8 @@ class KinemaPoseExtract:
             "optional": {
                 "images": ("IMAGE", {"tooltip": "A photo (1 image) or consecutive video frames."}),
                 "video_path": ("STRING", {"default": "", "tooltip":
-                    "A video file, or an OpenPose JSON file or folder of per-frame JSON files."}),
+                    "A video file, or an OpenPose JSON file or folder of per-frame JSON files; absolute, or relative "
+                    "to the input folder."}),
                 "pose_keypoint": ("POSE_KEYPOINT", {"tooltip":
                     "A pose from DWPose / OpenPose nodes (comfyui_controlnet_aux), pixels or 0..1."}),
                 "json_width": ("INT", {"default": 0, "min": 0, "max": 16384, "tooltip":
@@ -98,7 +99,7 @@ class KinemaPoseExtract:
         if source == "images":
             with host.progress("Pose extraction", images.shape[0]) as progress:
                 return extract_images(_to_uint8(images), settings=settings, progress=progress)
-        path = os.path.expanduser(video_path)
+        path = host.input_path(video_path)
         if path.lower().endswith(".json") or os.path.isdir(path):
             return from_openpose_json(path, json_width or None, json_height or None)
         with host.progress("Pose extraction", 0) as progress:
@@ -161,14 +162,15 @@ class KinemaPoseRender:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "pose": (POSE, {}),
-                "style": (list(STYLES), {"default": "openpose"}),
+                "pose": (POSE, {"tooltip": "From KinemaPoseExtract or KinemaPoseRetarget."}),
+                "style": (list(STYLES), {"default": "openpose", "tooltip":
+                    "openpose (ControlNet/VACE), wan_animate (Animate pose video) or face_crops (Animate face video)."}),
                 "width": ("INT", {"default": 0, "min": 0, "max": 8192, "step": 8, "tooltip":
                     "Output width (0 = the pose's own canvas). Use the generation size for conditioning."}),
                 "height": ("INT", {"default": 0, "min": 0, "max": 8192, "step": 8, "tooltip":
                     "Output height (0 = the pose's own canvas)."}),
-                "body": ("BOOLEAN", {"default": True}),
-                "hands": ("BOOLEAN", {"default": True}),
+                "body": ("BOOLEAN", {"default": True, "tooltip": "Draw the body skeleton."}),
+                "hands": ("BOOLEAN", {"default": True, "tooltip": "Draw the hand skeletons."}),
                 "face": ("BOOLEAN", {"default": True, "tooltip": "Face dots (openpose style only)."}),
             },
             "optional": {

@@ -6,6 +6,8 @@ from typing import Optional
 import torch
 
 from . import host
+from .conditioning_pose import BRANCH_CONDITIONING, BranchConditioning
+from .step_cache import STEP_CACHE, cached_models
 from .types import CONDITIONING, DIT, VAE, Conditioning, DiTModel, VAEModel
 
 SOLVERS = ["unipc", "euler", "dpmpp_2m"]  # core.sampling.SOLVERS; listed here so the node list loads without torch work
@@ -57,13 +59,18 @@ class KinemaSampler:
                     "First frame for image-to-video (I2V models, Wan2.2 TI2V-5B); resized and centre-cropped "
                     "to the latent's size. Needs vae."}),
                 "vae": (VAE, {"tooltip": "Encodes start_image; the same VAE you decode with."}),
+                "step_cache": (STEP_CACHE, {"tooltip": "From KinemaStepCache: skip DiT evaluations while the output "
+                                                       "barely changes (not for 4-step distilled models)."}),
+                "branch": (BRANCH_CONDITIONING, {"tooltip":
+                    "From KinemaAnimateConditioning / KinemaVACEConditioning; sets the video frames and size (the "
+                    "latent then only gives the batch)."}),
             },
         }
 
     def sample(self, dit: DiTModel, conditioning: Conditioning, latent: dict, seed: int, steps: int, cfg: float,
                shift: float, solver: str, denoise: float, boundary: float, cfg_low_noise: float,
                dit_low_noise: Optional[DiTModel] = None, start_image: Optional[torch.Tensor] = None,
-               vae: Optional[VAEModel] = None):
+               vae: Optional[VAEModel] = None, step_cache=None, branch: Optional[BranchConditioning] = None):
         from ..core.sampling import SamplerSettings, sample
 
         settings = SamplerSettings(
@@ -73,15 +80,34 @@ class KinemaSampler:
         samples = latent["samples"]  # [B, C, T, H, W]
         batch = samples.shape[0]
         start = {"latents": samples} if settings.partial else {"shape": tuple(samples.shape)}
+        model_kwargs = None
+        if branch is not None:
+            start, model_kwargs = _branch_start(branch, settings, start_image, batch)
         image = _start_image(dit, vae, start_image, samples.shape) if start_image is not None else None
+        model, model_low_noise, _ = cached_models(step_cache, settings, dit.model,
+                                                  dit_low_noise.model if dit_low_noise is not None else None)
         with host.progress("Kinema sampling", steps) as progress:
             result = sample(
-                dit.model, [conditioning.positive] * batch, [conditioning.negative] * batch, settings=settings,
-                dit_low_noise=dit_low_noise.model if dit_low_noise is not None else None, image=image,
-                progress=progress, device=host.torch_device(), **start,
+                model, [conditioning.positive] * batch, [conditioning.negative] * batch, settings=settings,
+                dit_low_noise=model_low_noise, image=image, progress=progress, device=host.torch_device(),
+                model_kwargs=model_kwargs, **start,
             )
+        if branch is not None:
+            result = result[:, :, branch.reference_frames:]  # the reference frames are not part of the video
         host.empty_cache()
         return ({"samples": result.cpu()},)
+
+
+def _branch_start(branch: BranchConditioning, settings, start_image, batch: int) -> tuple[dict, dict]:
+    """The noise shape and DiT inputs of an Animate/VACE branch, for `batch` videos."""
+    if settings.partial:
+        raise ValueError(f"KinemaSampler: the {branch.kind} branch samples a new video from noise; set denoise to "
+                         "1.0 (video-to-video refinement with a branch is not supported).")
+    if start_image is not None:
+        raise ValueError(f"KinemaSampler: the {branch.kind} branch brings its own reference; disconnect start_image.")
+    model_kwargs = {name: value.expand(batch, *value.shape[1:]) if isinstance(value, torch.Tensor) else value
+                    for name, value in branch.model_kwargs.items()}
+    return {"shape": (batch, *branch.latent_shape[1:])}, model_kwargs
 
 
 def _start_image(dit: DiTModel, vae: Optional[VAEModel], image: torch.Tensor, shape):
