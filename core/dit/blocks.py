@@ -6,7 +6,7 @@ float32 gate promotes back to float32 when added to the residual.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import torch
 import torch.nn as nn
@@ -46,6 +46,9 @@ class BlockInputs(NamedTuple):
     image: Optional[torch.Tensor]  # [B, 257 or 514, dim] compute dtype
     rope: tuple[torch.Tensor, torch.Tensor]
     backend: str
+    # Per-layer self-attention choice, layer index -> (backend, options), e.g. sparse3d from a
+    # kernels.sparse3d.SparseSchedule; None = `backend` everywhere (see WanDiT.set_attention_policy).
+    self_attention: Optional[Callable[[int], tuple[str, dict]]] = None
 
 
 def modulate(normed: torch.Tensor, shift: torch.Tensor, scale_plus_one: torch.Tensor) -> torch.Tensor:
@@ -59,12 +62,14 @@ class SelfAttention(nn.Module):
         self.q, self.k, self.v, self.o = (Linear(dim, dim) for _ in range(4))
         self.norm_q, self.norm_k = RMSNorm(dim, eps), RMSNorm(dim, eps)
 
-    def forward(self, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], backend: str) -> torch.Tensor:
+    def forward(
+        self, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], backend: str, options: Optional[dict] = None
+    ) -> torch.Tensor:
         heads = (self.num_heads, -1)
         q = apply_rope(self.norm_q(self.q(h)).unflatten(-1, heads), *rope)  # [B, L, H, D]
         k = apply_rope(self.norm_k(self.k(h)).unflatten(-1, heads), *rope)  # [B, L, H, D]
         v = self.v(h).unflatten(-1, heads)  # [B, L, H, D]
-        return self.o(attention(q, k, v, backend=backend).flatten(2))  # [B, L, dim]
+        return self.o(attention(q, k, v, backend=backend, **(options or {})).flatten(2))  # [B, L, dim]
 
 
 class CrossAttention(nn.Module):
@@ -96,8 +101,10 @@ class CrossAttention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, ffn_dim: int, num_heads: int, eps: float, image_branch: bool):
+    def __init__(self, dim: int, ffn_dim: int, num_heads: int, eps: float, image_branch: bool,
+                 index: Optional[int] = None):
         super().__init__()
+        self.index = index  # layer number the attention policy sees; None (e.g. VACE control blocks) = always dense
         self.norm1 = LayerNorm32(dim, eps, affine=False)
         self.self_attn = SelfAttention(dim, num_heads, eps)
         self.norm3 = LayerNorm32(dim, eps, affine=True)  # pre-cross-attention (diffusers calls it norm2)
@@ -114,11 +121,14 @@ class Block(nn.Module):
         image: Optional[torch.Tensor],  # [B, 257 or 514, dim] compute dtype
         rope: tuple[torch.Tensor, torch.Tensor],
         backend: str,
+        self_attention: Optional[Callable[[int], tuple[str, dict]]] = None,
     ) -> torch.Tensor:
         dtype = text.dtype
         mod = e0.table(self.modulation, scale_rows=(1, 4))
         h = modulate(self.norm1(x), mod.row(0), mod.row(1)).to(dtype)
-        x = torch.addcmul(x, self.self_attn(h, rope, backend), mod.row(2))
+        use_policy = self_attention is not None and self.index is not None
+        self_backend, options = self_attention(self.index) if use_policy else (backend, {})
+        x = torch.addcmul(x, self.self_attn(h, rope, self_backend, options), mod.row(2))
         x = x + self.cross_attn(self.norm3(x).to(dtype), text, image, backend)
         h = modulate(self.norm2(x), mod.row(3), mod.row(4)).to(dtype)
         return torch.addcmul(x, self.ffn(h), mod.row(5))

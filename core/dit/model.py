@@ -1,7 +1,8 @@
 """WanDiT: the Wan2.1 / Wan2.2 diffusion transformer (T2V, I2V with or without CLIP, FLF2V, TI2V)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from functools import partial
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -13,6 +14,8 @@ from .blocks import Block, BlockInputs, Head, TimeModulation
 from .config import DiTConfig
 from .embeddings import ImageEmbedding, PatchEmbedding, timestep_sinusoid
 
+# (layer, grid=, timestep=, dense_backend=) -> (backend, options); see WanDiT.set_attention_policy.
+AttentionPolicy = Callable[..., tuple[str, dict]]
 Context = Union[torch.Tensor, Sequence[torch.Tensor]]
 
 _ROPE_CACHE_SIZE = 8  # distinct (grid, device) tables kept; a run uses one or two grids
@@ -35,12 +38,13 @@ class WanDiT(nn.Module):
         self.time_projection = nn.Sequential(nn.SiLU(), Linear(c.dim, 6 * c.dim))
         self.img_emb = ImageEmbedding(c.image_dim, c.dim, c.image_tokens) if c.has_image_branch else None
         self.blocks = nn.ModuleList(
-            Block(c.dim, c.ffn_dim, c.num_heads, c.eps, c.has_image_branch) for _ in range(c.num_layers)
+            Block(c.dim, c.ffn_dim, c.num_heads, c.eps, c.has_image_branch, index=i) for i in range(c.num_layers)
         )
         self.head = Head(c.dim, c.out_dim * c.patch_size[0] * c.patch_size[1] * c.patch_size[2], c.eps)
         self.compute_dtype = compute_dtype
         self.attention_backend = "sdpa"
         self.set_attention(attention)
+        self.attention_policy: Optional[AttentionPolicy] = None
         self._rope_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def set_attention(self, backend: str) -> None:
@@ -48,6 +52,15 @@ class WanDiT(nn.Module):
         if backend != "auto":
             get_backend(backend)
         self.attention_backend = backend
+
+    def set_attention_policy(self, policy: Optional[AttentionPolicy]) -> None:
+        """Choose the self-attention per layer and step, e.g. `kernels.sparse3d.SparseSchedule(...)`
+        (dense early steps, sparse later). The policy is called as `policy(layer, grid=(F, H, W),
+        timestep=max t of the call, dense_backend=...)` and returns `(backend, options)`; cross-attention
+        keeps the dense backend. None = the dense backend everywhere."""
+        if policy is not None and not callable(policy):
+            raise TypeError(f"attention policy must be callable (e.g. a SparseSchedule) or None, got {policy!r}")
+        self.attention_policy = policy
 
     @torch.no_grad()
     def forward(
@@ -68,7 +81,8 @@ class WanDiT(nn.Module):
         e, e0 = self._time_embedding(t, batch, tokens.shape[1], x.device)
         text = self._text_context(context, batch, x.device)
         image = self._image_context(clip_fea, batch)
-        shared = BlockInputs(e0, text, image, self._rope(grid, x.device), self.attention_backend)
+        shared = BlockInputs(e0, text, image, self._rope(grid, x.device), self.attention_backend,
+                             self._self_attention_choice(grid, t))
         tokens = self._transformer(tokens, shared, grid, **branch_inputs)
         return self._unpatchify(self.head(tokens, e).float(), grid)
 
@@ -81,6 +95,13 @@ class WanDiT(nn.Module):
         for block in self.blocks:
             tokens = block(tokens, *shared)
         return tokens
+
+    def _self_attention_choice(self, grid: tuple[int, int, int], t) -> Optional[Callable[[int], tuple[str, dict]]]:
+        if self.attention_policy is None:
+            return None
+        # One choice per call: a per-token t (Wan2.2) is keyed on its noisiest token.
+        timestep = float(torch.as_tensor(t).max())
+        return partial(self.attention_policy, grid=grid, timestep=timestep, dense_backend=self.attention_backend)
 
     # --- inputs --------------------------------------------------------------------------------
 
