@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
 from kinema.core.dit import load_dit
+from kinema.kernels.sparse3d import SparseSchedule, SparseWindow, density
 
 from .timing import Row, interleaved_medians
 
@@ -23,11 +25,15 @@ class Case:
     layers: int
     latent: tuple[int, int, int]  # latent (frames, height, width) before the 1x2x2 patch
     label: str
+    sparse: Optional[SparseWindow] = None  # also time our DiT with sparse3d self-attention in every layer
 
 
 CPU_QUICK = [Case(2, (5, 32, 32), "1.3B widths, 2 layers")]
-CPU_FULL = CPU_QUICK + [Case(4, (9, 48, 48), "1.3B widths, 4 layers")]
-GPU = [Case(30, (21, 60, 104), "Wan2.1-1.3B 480p 81 f"), Case(30, (21, 90, 160), "Wan2.1-1.3B 720p 81 f")]
+CPU_FULL = CPU_QUICK + [Case(4, (9, 48, 48), "1.3B widths, 4 layers", SparseWindow((3, 8, 8), (1, 3, 3)))]
+GPU = [
+    Case(30, (21, 60, 104), "Wan2.1-1.3B 480p 81 f", SparseWindow((2, 8, 8), (5, 3, 5))),
+    Case(30, (21, 90, 160), "Wan2.1-1.3B 720p 81 f", SparseWindow((2, 8, 8), (7, 4, 6))),
+]
 
 
 def _save_reference(folder: str, layers: int) -> None:
@@ -46,7 +52,7 @@ def _load_reference(folder: str, dtype: torch.dtype, device: torch.device):
     return WanTransformer3DModel.from_pretrained(folder, torch_dtype=dtype).to(device).eval()
 
 
-def _run_case(case: Case, device: torch.device, dtype: torch.dtype, rounds: int) -> Row:
+def _run_case(case: Case, device: torch.device, dtype: torch.dtype, rounds: int) -> list[Row]:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
         _save_reference(folder, case.layers)
@@ -56,19 +62,41 @@ def _run_case(case: Case, device: torch.device, dtype: torch.dtype, rounds: int)
     x = torch.randn(1, 16, f, h, w, device=device, dtype=dtype)  # [B, C, T, H, W]
     t = torch.tensor([500.0], device=device)  # [B]
     context = torch.randn(1, 512, 4096, device=device, dtype=dtype)  # [B, 512, text_dim]
+    grid = (f, h // 2, w // 2)
+
+    def sparse_step():
+        ours.set_attention_policy(SparseSchedule(case.sparse))
+        try:
+            return ours(x, t, context)
+        finally:
+            ours.set_attention_policy(None)
+
+    steps = {
+        "ours": lambda: ours(x, t, context),
+        "reference": lambda: reference(hidden_states=x, timestep=t, encoder_hidden_states=context, return_dict=False)[0],
+    }
+    if case.sparse is not None:
+        steps["ours_sparse"] = sparse_step
     with torch.inference_mode():
-        ours_step = lambda: ours(x, t, context)  # noqa: E731
-        reference_step = lambda: reference(hidden_states=x, timestep=t, encoder_hidden_states=context, return_dict=False)[0]  # noqa: E731
-        error = (ours_step().float() - reference_step().float()).abs().max().item()
-        medians = interleaved_medians({"ours": ours_step, "reference": reference_step}, device, rounds)
-    tokens = f * (h // 2) * (w // 2)
+        error = (steps["ours"]().float() - steps["reference"]().float()).abs().max().item()
+        medians = interleaved_medians(steps, device, rounds)
     del ours, reference
-    return Row("dit", f"{case.label}, L={tokens}, {str(dtype).removeprefix('torch.')}", medians["ours"], medians["reference"],
-               f"diffusers WanTransformer3DModel; max|ours-ref| {error:.1e}")
+    name = f"{case.label}, L={grid[0] * grid[1] * grid[2]}, {str(dtype).removeprefix('torch.')}"
+    rows = [Row("dit", name, medians["ours"], medians["reference"],
+                f"dense, vs diffusers WanTransformer3DModel; max|ours-ref| {error:.1e}")]
+    if case.sparse is not None:
+        window = case.sparse
+        rows.append(Row("dit", name + " sparse", medians["ours_sparse"], medians["reference"],
+                        f"ours with sparse3d in all layers (tile {window.tile} window {window.window}, "
+                        f"density {density(grid, window):.2f}) vs diffusers dense"))
+    return rows
 
 
 def run(quick: bool, device: torch.device, dtype: torch.dtype, rounds: int) -> tuple[list[Row], dict[str, float]]:
     cases = GPU if device.type == "cuda" else (CPU_QUICK if quick else CPU_FULL)
-    rows = [_run_case(case, device, dtype, rounds) for case in cases]
-    # The acceptance figure is the largest shape run (attention matters most there).
-    return rows, {"dit_ratio": rows[-1].ratio}
+    rows, dense_ratio = [], None
+    for case in cases:
+        case_rows = _run_case(case, device, dtype, rounds)
+        dense_ratio = case_rows[0].ratio  # the acceptance figure: dense, at the largest shape run
+        rows += case_rows
+    return rows, {"dit_ratio": dense_ratio}
