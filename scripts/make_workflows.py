@@ -62,10 +62,10 @@ class Graph:
         if unknown:
             raise KeyError(f"{class_type} has no input(s) {sorted(unknown)}; it has {list(declared)}")
         for name, (section, kind, options) in declared.items():
+            if name not in inputs and is_widget(kind) and "default" in options:
+                inputs[name] = options["default"]  # written out (optional widgets too, as the front end exports)
             if name not in inputs and section == "required":
-                if not is_widget(kind) or "default" not in options:
-                    raise KeyError(f"{class_type}: required input {name!r} not given")
-                inputs[name] = options["default"]  # written out, so the API file is complete
+                raise KeyError(f"{class_type}: required input {name!r} not given")
             if name in inputs and is_widget(kind) == isinstance(inputs[name], (Output, Node)):
                 raise TypeError(f"{class_type}.{name}: {'a value' if is_widget(kind) else 'a link'} is expected")
         node = Node(len(self.nodes) + 1, class_type,
@@ -243,6 +243,87 @@ def wan22_t2v_a14b(g: Graph) -> None:
                     cfg=4.0, shift=12.0, solver="unipc", denoise=1.0, boundary=0.875, cfg_low_noise=3.0,
                     dit_low_noise=low)
     g.add("KinemaDecodeToVideo", vae=vae, samples=samples, fps=16, filename_prefix="kinema/wan22_t2v_a14b")
+
+
+@example("wan22_t2v_a14b_4step_lora")
+def wan22_t2v_a14b_4step_lora(g: Graph) -> None:
+    high = g.add("KinemaDiTLoader", "DiT high noise", model_name="wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
+                 weight_dtype="default", attention="sdpa")
+    low = g.add("KinemaDiTLoader", "DiT low noise", model_name="wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",
+                weight_dtype="default", attention="sdpa")
+    # lightx2v's 4-step distillation: each expert gets its own LoRA (on the fly over fp8 weights in 'auto').
+    high = g.add("KinemaLoRA", "LoRA high noise", dit=high, strength=1.0, mode="auto",
+                 lora_name="wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors")
+    low = g.add("KinemaLoRA", "LoRA low noise", dit=low, strength=1.0, mode="auto",
+                lora_name="wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors")
+    vae = g.add("KinemaVAELoader", vae_name="wan_2.1_vae.safetensors", dtype="default")
+    conditioning = _text(g)
+    latent = g.add("KinemaEmptyLatent", vae=vae, aspect_ratio="16:9", width=1280, height=720, frames=81,
+                   seconds=0.0, fps=16)
+    # Distilled: no guidance (cfg 1), 4 euler steps at shift 5 (timesteps 999, 937, 833, 624): boundary 0.875
+    # gives the high-noise expert the first 2 steps and the low-noise expert the last 2.
+    samples = g.add("KinemaSampler", dit=high, conditioning=conditioning, latent=latent[0], seed=42, steps=4,
+                    cfg=1.0, shift=5.0, solver="euler", denoise=1.0, boundary=0.875, cfg_low_noise=1.0,
+                    dit_low_noise=low)
+    g.add("KinemaDecodeToVideo", vae=vae, samples=samples, fps=16, filename_prefix="kinema/wan22_t2v_a14b_4step_lora")
+
+
+def _driving_pose(g: Graph, frames: int):
+    """The driving video's first `frames` frames and their pose (MediaPipe); returns (video node, pose node)."""
+    video = g.add("KinemaLoadVideo", "Driving video", video="driving.mp4", max_frames=frames, frame_step=1)
+    pose = g.add("KinemaPoseExtract", "Driving pose", images=video[0], frame_step=1, detect_long_side=960,
+                 smooth=True, max_gap=5)
+    return video, pose
+
+
+@example("animate_a_photo")
+def animate_a_photo(g: Graph) -> None:
+    width, height, frames = 1280, 720, 77  # Wan2.2 Animate's clip: 77 frames at 30 fps
+    dit = g.add("KinemaDiTLoader", model_name="wan2.2_animate_14B_bf16.safetensors", weight_dtype="default",
+                attention="sdpa")
+    vae = g.add("KinemaVAELoader", vae_name="wan_2.1_vae.safetensors", dtype="default")
+    conditioning = _text(g, "视频中的人在做动作")  # the official default prompt ("the person in the video moves")
+    photo = g.add("KinemaLoadImage", "Character photo", image="character.png")
+    video, driving = _driving_pose(g, frames)
+    character = g.add("KinemaPoseExtract", "Character pose", images=photo[0], frame_step=1, detect_long_side=960,
+                      smooth=False, max_gap=5)
+    moved = g.add("KinemaPoseRetarget", driving_pose=driving[0], reference_pose=character[0], anchor="auto",
+                  symmetric=True, reference_joints_only=True)
+    pose_video = g.add("KinemaPoseRender", "Pose video", pose=moved, style="wan_animate", width=width, height=height,
+                       body=True, hands=True, face=False)
+    face_video = g.add("KinemaPoseRender", "Face video", pose=driving[0], style="face_crops", width=0, height=0,
+                       body=True, hands=True, face=True, background=video[0])
+    branch = g.add("KinemaAnimateConditioning", dit=dit, vae=vae, reference_image=photo[0], pose_video=pose_video[0],
+                   face_video=face_video[0], width=width, height=height, frames=frames)
+    # The branch sets the video's size and length; the empty latent only gives the batch.
+    latent = g.add("KinemaEmptyLatent", "Batch (size from the conditioning)", vae=vae, aspect_ratio="16:9",
+                   width=width, height=height, frames=frames, seconds=0.0, fps=30)
+    # Official Animate recipe: 20 steps, shift 5, no guidance.
+    samples = g.add("KinemaSampler", dit=dit, conditioning=conditioning, latent=latent[0], seed=42, steps=20,
+                    cfg=1.0, shift=5.0, solver="unipc", denoise=1.0, boundary=0.0, cfg_low_noise=0.0, branch=branch)
+    g.add("KinemaDecodeToVideo", vae=vae, samples=samples, fps=30, filename_prefix="kinema/animate_a_photo")
+
+
+@example("vace_pose_control")
+def vace_pose_control(g: Graph) -> None:
+    width, height, frames = 832, 480, 81
+    dit = g.add("KinemaDiTLoader", model_name="wan2.1_vace_1.3B_fp16.safetensors", weight_dtype="default",
+                attention="sdpa")
+    vae = g.add("KinemaVAELoader", vae_name="wan_2.1_vae.safetensors", dtype="default")
+    conditioning = _text(g, "A dancer in a red dress performs on a sunlit rooftop, city skyline behind her, "
+                            "cinematic, smooth motion.")
+    video, driving = _driving_pose(g, frames)
+    control = g.add("KinemaPoseRender", "Pose video", pose=driving[0], style="openpose", width=width, height=height,
+                    body=True, hands=True, face=True)
+    reference = g.add("KinemaLoadImage", "Reference image", image="character.png")
+    branch = g.add("KinemaVACEConditioning", vae=vae, width=width, height=height, frames=frames, strength=1.0,
+                   control_video=control[0], reference_image=reference[0])
+    latent = g.add("KinemaEmptyLatent", "Batch (size from the conditioning)", vae=vae, aspect_ratio="16:9",
+                   width=width, height=height, frames=frames, seconds=0.0, fps=16)
+    # Wan2.1 VACE defaults: shift 16, guidance 5.
+    samples = g.add("KinemaSampler", dit=dit, conditioning=conditioning, latent=latent[0], seed=42, steps=30,
+                    cfg=5.0, shift=16.0, solver="unipc", denoise=1.0, boundary=0.0, cfg_low_noise=0.0, branch=branch)
+    g.add("KinemaDecodeToVideo", vae=vae, samples=samples, fps=16, filename_prefix="kinema/vace_pose_control")
 
 
 # ------------------------------------------------------------------------------------------- files

@@ -52,7 +52,8 @@ def _ui_to_api(ui: dict) -> dict:
 
 
 def test_workflows_exist_for_each_example():
-    assert {"wan21_t2v_1.3b", "wan22_ti2v_5b", "wan22_t2v_a14b"} <= set(WORKFLOWS)
+    assert {"wan21_t2v_1.3b", "wan22_ti2v_5b", "wan22_t2v_a14b", "wan22_t2v_a14b_4step_lora", "animate_a_photo",
+            "vace_pose_control"} <= set(WORKFLOWS)
     for name in WORKFLOWS:
         assert (WORKFLOW_DIR / f"{name}.json").exists(), f"{name}: UI-format file missing"
 

@@ -12,7 +12,8 @@ import pytest
 
 from kinema.cli import main
 from tiny_model_folders import model_root  # noqa: F401  (fixture)
-from workflow_cases import TINY_SETS, WORKFLOW_DIR, WORKFLOWS, expected_video
+from workflow_cases import TINY_SETS, WORKFLOW_DIR, WORKFLOWS, expected_video, tiny_workflow_file
+from workflow_inputs import make_input_folder
 
 
 def _probe(path: Path):
@@ -22,14 +23,20 @@ def _probe(path: Path):
         return frames, stream.codec_context.width, stream.codec_context.height, stream.average_rate
 
 
+@pytest.fixture(scope="session")
+def input_folder(tmp_path_factory) -> Path:
+    return make_input_folder(tmp_path_factory.mktemp("input"))
+
+
 @pytest.mark.parametrize("name", WORKFLOWS)
-def test_workflow_runs_to_an_mp4(name, model_root, tmp_path, capsys):
+def test_workflow_runs_to_an_mp4(name, model_root, input_folder, tmp_path, capsys):
     sets = [arg for s in TINY_SETS[name] for arg in ("--set", s)]
-    code = main(["run", str(WORKFLOW_DIR / f"{name}_api.json"), "--models", str(model_root),
-                 "--output", str(tmp_path), *sets])
+    output = tmp_path / "output"
+    code = main(["run", str(tiny_workflow_file(name, tmp_path)), "--models", str(model_root),
+                 "--input", str(input_folder), "--output", str(output), *sets])
     assert code == 0
     printed = [Path(line) for line in capsys.readouterr().out.split()]
-    assert len(printed) == 1 and printed[0].parent.parent == tmp_path and printed[0].suffix == ".mp4"
+    assert len(printed) == 1 and printed[0].parent.parent == output and printed[0].suffix == ".mp4"
     assert _probe(printed[0]) == expected_video(name)
 
 

@@ -49,7 +49,8 @@ Dtype = Union[torch.dtype, str]  # a torch float dtype, "fp8_e4m3fn" (plain cast
 
 
 def make_tiny_diffusers_dit(
-    variant: str = "t2v", *, num_heads: int = 2, head_dim: int = 128, num_layers: Optional[int] = None, seed: int = 0
+    variant: str = "t2v", *, num_heads: int = 2, head_dim: int = 128, num_layers: Optional[int] = None, seed: int = 0,
+    text_dim: int = TEXT_DIM,
 ):
     """A random fp32 diffusers WanTransformer3DModel (WanVACE.../WanAnimate... for those variants).
     Norm weights, biases, modulation tables and padding tokens are randomised too (diffusers
@@ -68,7 +69,7 @@ def make_tiny_diffusers_dit(
         patch_size=(1, 2, 2),
         num_attention_heads=num_heads,
         attention_head_dim=head_dim,
-        text_dim=TEXT_DIM,
+        text_dim=text_dim,
         freq_dim=256,
         ffn_dim=2 * num_heads * head_dim,
         num_layers=num_layers,

@@ -1,8 +1,9 @@
-"""A ComfyUI-style models folder (diffusion_models/, text_encoders/, vae/) of tiny random models,
-saved under the file names the example workflows use, for node, workflow, CLI and host tests.
+"""A ComfyUI-style models folder (diffusion_models/, text_encoders/, vae/, loras/) of tiny random
+models, saved under the file names the example workflows use, for node, workflow, CLI and host tests.
 
 The DiTs are built like tests/tiny_dit.py's, but with text_dim = the tiny umT5's width so that
-the text encoder's output feeds them as in a real pipeline.
+the text encoder's output feeds them as in a real pipeline; each LoRA is drawn for the expert it
+patches (lightx2v layout: low-rank pairs plus full bias/norm/head diffs).
 """
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tiny_dit import save_tiny_dit
+from safetensors.torch import save_file
+
+from tiny_dit import make_tiny_diffusers_dit, save_tiny_dit
+from tiny_lora import block_modules, comfy_lora, lightx2v_extras, random_patches
 from tiny_umt5 import TINY_DIMS, save_tiny_umt5
 from tiny_vae import save_tiny_vae
 
@@ -23,6 +27,13 @@ DITS = {
     "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors": ("t2v", "comfy_prefixed", "fp8_scaled", 2),
     "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors": ("t2v", "comfy_prefixed", "fp8_scaled", 3),
     "tiny_wan2.2_i2v.safetensors": ("i2v", "comfy", torch.float32, 4),
+    "wan2.2_animate_14B_bf16.safetensors": ("animate", "comfy", torch.bfloat16, 5),
+    "wan2.1_vace_1.3B_fp16.safetensors": ("vace", "comfy", torch.float16, 6),
+}
+# LoRA file name -> the DiT file it was trained for
+LORAS = {
+    "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors": "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
+    "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors": "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",
 }
 VAES = {"wan_2.1_vae.safetensors": "2.1", "wan2.2_vae.safetensors": "2.2"}
 TEXT_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
@@ -30,9 +41,12 @@ CHANNELS = {"t2v": (16, 16), "i2v": (36, 16), "ti2v": (48, 48)}
 
 
 def tiny_dit_model(variant: str, seed: int):
-    """A random diffusers WanTransformer3DModel (2 heads of 128, 1 block) reading the tiny umT5's output."""
+    """A random diffusers WanTransformer3DModel (2 heads of 128, 1 block; VACE/Animate: tests/tiny_dit.py's
+    4-block branch models) reading the tiny umT5's output."""
     from diffusers import WanTransformer3DModel
 
+    if variant in ("animate", "vace"):
+        return make_tiny_diffusers_dit(variant, seed=seed, text_dim=TINY_DIMS["d_model"])
     torch.manual_seed(seed)
     in_channels, out_channels = CHANNELS[variant]
     model = WanTransformer3DModel(
@@ -49,10 +63,17 @@ def make_model_folders(root: Path) -> Path:
     if done.exists():
         return root
     scratch = root / "scratch"
+    models = {}
     for name, (variant, layout, dtype, seed) in DITS.items():
-        path = save_tiny_dit(scratch / name, layout=layout, variant=variant, dtype=dtype,
-                             model=tiny_dit_model(variant, seed))
+        models[name] = tiny_dit_model(variant, seed)
+        path = save_tiny_dit(scratch / name, layout=layout, variant=variant, dtype=dtype, model=models[name])
         _place(path, root / "diffusion_models" / name)
+    (root / "loras").mkdir(exist_ok=True)
+    for seed, (name, dit_name) in enumerate(LORAS.items()):
+        model = models[dit_name]
+        tensors = {**comfy_lora(random_patches(model, block_modules(model), seed=seed)),
+                   **lightx2v_extras(model, seed=seed)}
+        save_file(tensors, str(root / "loras" / name))
     for name, version in VAES.items():
         _place(save_tiny_vae(scratch / name, version=version, layout="comfy"), root / "vae" / name)
     _place(save_tiny_umt5(scratch / "umt5", layout="comfy_fp8_scaled"), root / "text_encoders" / TEXT_ENCODER)
