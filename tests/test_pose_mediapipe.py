@@ -15,7 +15,8 @@ import pytest
 
 from kinema.core.pose.types import BODY, LEFT, RIGHT
 
-MEDIA = Path(os.environ.get("KINEMA_WAN_EXAMPLES", "/work/shared/data/wan_examples"))
+# The team's shared/ folder sits beside the repository (on CI too).
+MEDIA = Path(os.environ.get("KINEMA_WAN_EXAMPLES", Path(__file__).resolve().parents[2] / "shared" / "data" / "wan_examples"))
 VIDEO, PHOTO = MEDIA / "driving_video.mp4", MEDIA / "reference_image.jpeg"
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pose_contact_sheet.py"
 
