@@ -25,6 +25,8 @@ STAGES = (
     "step_cache",
     "conditioning_pose",
     "load_media",
+    "longvideo",
+    "upscale",
 )
 
 NODE_CLASS_MAPPINGS: dict = {}

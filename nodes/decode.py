@@ -14,6 +14,17 @@ def _latent_frames(samples: dict) -> int:
     return samples["samples"].shape[2]  # [B, C, T, H, W]
 
 
+def _crop_size(vae: VAEModel, latents, crop_width: int, crop_height: int) -> tuple[int, int]:
+    """(height, width) of the centre crop, checked before any decoding (0 keeps that side)."""
+    stride = vae.model.config.spatial_stride
+    height, width = latents.shape[3] * stride, latents.shape[4] * stride  # decoded frame size
+    crop = (crop_height or height, crop_width or width)
+    if crop[0] > height or crop[1] > width:
+        raise ValueError(f"KinemaDecodeToVideo: cannot crop the {width}x{height} video to {crop[1]}x{crop[0]}; set "
+                         f"crop_width <= {width} and crop_height <= {height} (0 keeps a side).")
+    return crop
+
+
 class KinemaVAEDecode:
     DESCRIPTION = ("Decodes a latent video into an IMAGE batch (one image per frame) for other nodes. For long "
                    "videos prefer KinemaDecodeToVideo, which never holds all frames in memory.")
@@ -65,11 +76,15 @@ class KinemaDecodeToVideo:
             "optional": {
                 "retime": (RETIME, {"tooltip": "From KinemaRetimeSettings: converts the frame rate (e.g. 16 -> 30 "
                                                "fps) while streaming; fps above is then the rate of the latent."}),
+                "crop_width": ("INT", {"default": 0, "min": 0, "max": 8192, "step": 2, "tooltip":
+                    "Centre-crop the frames to this width before writing (0 = keep the width)."}),
+                "crop_height": ("INT", {"default": 0, "min": 0, "max": 8192, "step": 2, "tooltip":
+                    "Centre-crop to this height (0 = keep): 1080 for 1920x1088 renders."}),
             },
         }
 
     def decode(self, vae: VAEModel, samples: dict, fps: int, filename_prefix: str,
-               retime: Optional[RetimeSettings] = None):
+               retime: Optional[RetimeSettings] = None, crop_width: int = 0, crop_height: int = 0):
         latents = samples["samples"]  # [B, C, T, H, W]
         if latents.shape[0] != 1:
             raise ValueError(f"KinemaDecodeToVideo writes one video per file but got a batch of {latents.shape[0]} "
@@ -80,6 +95,10 @@ class KinemaDecodeToVideo:
             from ..core.interp import frame_rate_converter
 
             file_fps, transform = retime.fps_out, frame_rate_converter(fps, retime.fps_out, retime.method)
+        if crop_width or crop_height:
+            from ..core.longvideo import chained, cropping
+
+            transform = chained(transform, cropping(_crop_size(vae, latents, crop_width, crop_height)))
         with host.progress("VAE decode to mp4", _latent_frames(samples)) as progress:
             vae.model.decode_to_file(latents, target.path, fps=file_fps, progress=progress, frame_transform=transform)
         host.empty_cache()

@@ -1,4 +1,5 @@
-"""The DiT sampler node: flow-matching sampling with optional Wan2.2 expert switching and start image."""
+"""The DiT sampler node: flow-matching sampling with optional Wan2.2 expert switching, start image, long-video
+context windows and a refine pass from a start sigma."""
 from __future__ import annotations
 
 from typing import Optional
@@ -7,6 +8,7 @@ import torch
 
 from . import host
 from .conditioning_pose import BRANCH_CONDITIONING, BranchConditioning
+from .longvideo import LONG_VIDEO, LongVideo
 from .step_cache import STEP_CACHE, cached_models
 from .types import CONDITIONING, DIT, VAE, Conditioning, DiTModel, VAEModel
 
@@ -64,18 +66,29 @@ class KinemaSampler:
                 "branch": (BRANCH_CONDITIONING, {"tooltip":
                     "From KinemaAnimateConditioning / KinemaVACEConditioning; sets the video frames and size (the "
                     "latent then only gives the batch)."}),
+                "long_video": (LONG_VIDEO, {"tooltip": "From KinemaLongVideoSettings: any length, sampled in "
+                                                       "overlapping context windows (memory per frame stays flat)."}),
+                "start_sigma": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.999, "step": 0.01, "tooltip":
+                    "Refine pass (e.g. after KinemaLatentUpscale): start at this noise level; 0 = off. Unlike "
+                    "denoise it means the same amount of noise under any shift; 0.3-0.6 refines."}),
             },
         }
 
     def sample(self, dit: DiTModel, conditioning: Conditioning, latent: dict, seed: int, steps: int, cfg: float,
                shift: float, solver: str, denoise: float, boundary: float, cfg_low_noise: float,
                dit_low_noise: Optional[DiTModel] = None, start_image: Optional[torch.Tensor] = None,
-               vae: Optional[VAEModel] = None, step_cache=None, branch: Optional[BranchConditioning] = None):
+               vae: Optional[VAEModel] = None, step_cache=None, branch: Optional[BranchConditioning] = None,
+               long_video: Optional[LongVideo] = None, start_sigma: float = 0.0):
         from ..core.sampling import SamplerSettings, sample
 
+        if start_sigma and denoise != 1:
+            raise ValueError(f"KinemaSampler: denoise {denoise} and start_sigma {start_sigma} both start part-way; "
+                             "use one: set denoise to 1.0 to refine from start_sigma, or start_sigma to 0.")
+        if long_video is not None:
+            _check_long_video(step_cache, branch)
         settings = SamplerSettings(
             steps=steps, cfg=cfg, shift=shift, solver=solver, seed=seed, denoise=denoise,
-            boundary=boundary or None, cfg_low_noise=cfg_low_noise or None,
+            start_sigma=start_sigma or None, boundary=boundary or None, cfg_low_noise=cfg_low_noise or None,
         )
         samples = latent["samples"]  # [B, C, T, H, W]
         batch = samples.shape[0]
@@ -83,14 +96,23 @@ class KinemaSampler:
         model_kwargs = None
         if branch is not None:
             start, model_kwargs = _branch_start(branch, settings, start_image, batch)
-        image = _start_image(dit, vae, start_image, samples.shape) if start_image is not None else None
+        positive, run, extra = [conditioning.positive] * batch, sample, {"model_kwargs": model_kwargs}
+        image_shape = tuple(samples.shape)
+        if long_video is not None:
+            from ..core.longvideo import sample_long
+
+            run, extra = sample_long, {"long": long_video.settings}
+            if long_video.prompts is not None:  # each segment's prompt, once per video of the batch
+                positive = long_video.prompts.encoded([[s.positive] * batch for s in long_video.prompts.segments])
+            if dit.model.config.in_dim > dit.model.config.out_dim:  # I2V: later windows reuse the first one's y
+                image_shape = (*image_shape[:2], min(image_shape[2], long_video.settings.window), *image_shape[3:])
+        image = _start_image(dit, vae, start_image, image_shape) if start_image is not None else None
         model, model_low_noise, _ = cached_models(step_cache, settings, dit.model,
                                                   dit_low_noise.model if dit_low_noise is not None else None)
         with host.progress("Kinema sampling", steps) as progress:
-            result = sample(
-                model, [conditioning.positive] * batch, [conditioning.negative] * batch, settings=settings,
-                dit_low_noise=model_low_noise, image=image, progress=progress, device=host.torch_device(),
-                model_kwargs=model_kwargs, **start,
+            result = run(
+                model, positive, [conditioning.negative] * batch, settings=settings, dit_low_noise=model_low_noise,
+                image=image, progress=progress, device=host.torch_device(), **extra, **start,
             )
         if branch is not None:
             result = result[:, :, branch.reference_frames:]  # the reference frames are not part of the video
@@ -98,11 +120,21 @@ class KinemaSampler:
         return ({"samples": result.cpu()},)
 
 
+def _check_long_video(step_cache, branch: Optional[BranchConditioning]) -> None:
+    if step_cache is not None:
+        raise ValueError("KinemaSampler: step_cache cannot be used with long_video: consecutive DiT calls there are "
+                         "different windows of the video, so a cached output would be pasted into another window; "
+                         "disconnect step_cache (or long_video).")
+    if branch is not None:
+        raise ValueError(f"KinemaSampler: long_video cannot be used with the {branch.kind} branch, which conditions "
+                         "one clip of its own length; disconnect long_video (or the branch).")
+
+
 def _branch_start(branch: BranchConditioning, settings, start_image, batch: int) -> tuple[dict, dict]:
     """The noise shape and DiT inputs of an Animate/VACE branch, for `batch` videos."""
     if settings.partial:
         raise ValueError(f"KinemaSampler: the {branch.kind} branch samples a new video from noise; set denoise to "
-                         "1.0 (video-to-video refinement with a branch is not supported).")
+                         "1.0 and start_sigma to 0 (refinement with a branch is not supported).")
     if start_image is not None:
         raise ValueError(f"KinemaSampler: the {branch.kind} branch brings its own reference; disconnect start_image.")
     model_kwargs = {name: value.expand(batch, *value.shape[1:]) if isinstance(value, torch.Tensor) else value

@@ -16,9 +16,10 @@ FROZEN_INPUTS = {
     "KinemaTextEncode": ["text_encoder", "prompt", "negative_prompt", "unload_encoder"],
     "KinemaEmptyLatent": ["vae", "aspect_ratio", "width", "height", "frames", "seconds", "fps"],
     "KinemaSampler": ["dit", "conditioning", "latent", "seed", "steps", "cfg", "shift", "solver", "denoise",
-                      "boundary", "cfg_low_noise", "dit_low_noise", "start_image", "vae", "step_cache", "branch"],
+                      "boundary", "cfg_low_noise", "dit_low_noise", "start_image", "vae", "step_cache", "branch",
+                      "long_video", "start_sigma"],
     "KinemaVAEDecode": ["vae", "samples"],
-    "KinemaDecodeToVideo": ["vae", "samples", "fps", "filename_prefix", "retime"],
+    "KinemaDecodeToVideo": ["vae", "samples", "fps", "filename_prefix", "retime", "crop_width", "crop_height"],
     "KinemaSaveVideo": ["images", "fps", "filename_prefix"],
     "KinemaFrameRate": ["images", "fps_in", "fps_out", "method"],
     "KinemaRetimeSettings": ["fps_out", "method"],
@@ -34,6 +35,11 @@ FROZEN_INPUTS = {
                                "reference_image"],
     "KinemaLoadImage": ["image"],
     "KinemaLoadVideo": ["video", "max_frames", "frame_step"],
+    "KinemaLongVideoSettings": ["window_frames", "overlap_frames", "blend", "freenoise", "drift_strength",
+                                "prompt_schedule"],
+    "KinemaPromptSchedule": ["text_encoder", "schedule", "fps"],
+    "KinemaUpscaleModelLoader": ["model_name"],
+    "KinemaLatentUpscale": ["samples", "method", "scale", "vae", "upscale_model"],
 }
 
 
