@@ -326,6 +326,94 @@ def vace_pose_control(g: Graph) -> None:
     g.add("KinemaDecodeToVideo", vae=vae, samples=samples, fps=16, filename_prefix="kinema/vace_pose_control")
 
 
+LONG_PROMPTS = ("0: A red fox trots through fresh snow in a birch forest at sunrise, slow tracking shot, cinematic.\n"
+                "40: The fox stops at a frozen stream and sniffs the ice, soft golden light.\n"
+                "80: The fox leaps over the stream and runs into the deep forest, camera follows.\n")
+DEMO_PROMPTS = ("0: a red circle moving to the right on a blue background\n"
+                "40: a yellow star moving down on a blue background\n"
+                "80: a green square moving to the left on a blue background\n")
+
+
+@dataclass(frozen=True)
+class LongRecipe:
+    """One model's 2-minute 30 fps recipe: base size, frame rate, window and sampler settings."""
+    dit: str
+    vae: str
+    fps: int  # the model's native rate; retimed to 30 fps while writing
+    window: int  # video frames per context window (the model's clip length)
+    overlap: int
+    steps: int
+    cfg: float
+    shift: float
+    width: int = 960  # x2 -> 1920x1088 (latent 68x120, even for the DiT), centre-cropped to 1920x1080
+    height: int = 544
+    crop: tuple[int, int] = (1920, 1080)  # (0, 0) keeps the upscaled size
+    text_encoder: str = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+    prompt: str = PROMPT
+    schedule: str = LONG_PROMPTS
+    negative: Optional[str] = None  # None: the node's default (Wan's negative prompt)
+
+
+def _two_minutes_30fps(g: Graph, r: LongRecipe, prefix: str) -> None:
+    """Base pass over context windows -> latent x2 (VAE round trip) -> refine from sigma 0.5 -> 30 fps -> crop."""
+    dit = g.add("KinemaDiTLoader", model_name=r.dit, weight_dtype="default", attention="sdpa")
+    vae = g.add("KinemaVAELoader", vae_name=r.vae, dtype="default")
+    encoder = g.add("KinemaTextEncoderLoader", text_encoder_name=r.text_encoder, dtype="default")
+    negative = {} if r.negative is None else {"negative_prompt": r.negative}
+    # The schedule replaces the positive prompt; this node gives the negative one (and a fallback prompt).
+    conditioning = g.add("KinemaTextEncode", text_encoder=encoder, prompt=r.prompt, unload_encoder=False, **negative)
+    schedule = g.add("KinemaPromptSchedule", text_encoder=encoder, schedule=r.schedule, fps=r.fps)
+    long = g.add("KinemaLongVideoSettings", window_frames=r.window, overlap_frames=r.overlap, blend="pyramid",
+                 freenoise=True, drift_strength=0.2, prompt_schedule=schedule)
+    latent = g.add("KinemaEmptyLatent", vae=vae, aspect_ratio="custom (width x height)", width=r.width,
+                   height=r.height, frames=81, seconds=120.0, fps=r.fps)
+    sampler = dict(cfg=r.cfg, shift=r.shift, solver="unipc", denoise=1.0, boundary=0.0, cfg_low_noise=0.0,
+                   long_video=long)
+    base = g.add("KinemaSampler", "Base sampler", dit=dit, conditioning=conditioning, latent=latent[0], seed=42,
+                 steps=r.steps, **sampler)
+    big = g.add("KinemaLatentUpscale", samples=base, method="vae", scale="2.0", vae=vae)
+    # Refine at full size from sigma 0.5: the layout stays, detail is redrawn; a third of the steps suffices.
+    refined = g.add("KinemaSampler", "Refine sampler", dit=dit, conditioning=conditioning, latent=big, seed=43,
+                    steps=max(4, r.steps // 3), start_sigma=0.5, **sampler)
+    retime = g.add("KinemaRetimeSettings", fps_out=30.0, method="dis_flow")
+    g.add("KinemaDecodeToVideo", vae=vae, samples=refined, fps=r.fps, filename_prefix=prefix, retime=retime,
+          crop_width=r.crop[0], crop_height=r.crop[1])
+
+
+@example("wan21_1.3b_2min_1080p30")
+def wan21_1_3b_2min(g: Graph) -> None:
+    _two_minutes_30fps(g, LongRecipe("wan2.1_t2v_1.3B_fp16.safetensors", "wan_2.1_vae.safetensors", fps=16,
+                                     window=81, overlap=28, steps=30, cfg=6.0, shift=8.0),
+                       "kinema/wan21_1.3b_2min_1080p30")
+
+
+@example("wan21_14b_2min_1080p30")
+def wan21_14b_2min(g: Graph) -> None:
+    _two_minutes_30fps(g, LongRecipe("wan2.1_t2v_14B_fp8_scaled.safetensors", "wan_2.1_vae.safetensors", fps=16,
+                                     window=81, overlap=28, steps=30, cfg=5.0, shift=5.0),
+                       "kinema/wan21_14b_2min_1080p30")
+
+
+@example("wan22_ti2v_5b_2min_1080p30")
+def wan22_ti2v_5b_2min(g: Graph) -> None:
+    # 960x544 is a multiple of 32 (Wan2.2 VAE 16 x DiT patch 2); x2 = latent 68x120 = 1920x1088.
+    _two_minutes_30fps(g, LongRecipe("wan2.2_ti2v_5B_fp16.safetensors", "wan2.2_vae.safetensors", fps=24,
+                                     window=121, overlap=40, steps=30, cfg=5.0, shift=5.0),
+                       "kinema/wan22_ti2v_5b_2min_1080p30")
+
+
+@example("demo_2min_30fps")
+def demo_2min(g: Graph) -> None:
+    # The CPU demo model (demo_model/ as the models folder): 64x64 x2 = 128x128 (no crop), its 17-frame clips
+    # as windows, its sampler settings (python -m kinema demo) and its empty-caption negative prompt.
+    _two_minutes_30fps(g, LongRecipe("kinema_demo_dit.safetensors", "kinema_demo_vae.safetensors", fps=16,
+                                     window=17, overlap=8, steps=20, cfg=4.0, shift=2.0, width=64, height=64,
+                                     crop=(0, 0), text_encoder="kinema_demo_umt5.safetensors",
+                                     prompt="a red circle moving to the right on a blue background",
+                                     schedule=DEMO_PROMPTS, negative=""),
+                       "kinema/demo_2min_30fps")
+
+
 # ------------------------------------------------------------------------------------------- files
 def render_all() -> dict[str, str]:
     """File name -> exact file text for every example."""

@@ -29,14 +29,17 @@ DITS = {
     "tiny_wan2.2_i2v.safetensors": ("i2v", "comfy", torch.float32, 4),
     "wan2.2_animate_14B_bf16.safetensors": ("animate", "comfy", torch.bfloat16, 5),
     "wan2.1_vace_1.3B_fp16.safetensors": ("vace", "comfy", torch.float16, 6),
+    "wan2.1_t2v_14B_fp8_scaled.safetensors": ("t2v", "comfy", "fp8_scaled", 7),
+    "kinema_demo_dit.safetensors": ("t2v", "comfy", torch.float32, 8),  # stands in for demo_model/'s DiT
 }
 # LoRA file name -> the DiT file it was trained for
 LORAS = {
     "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors": "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
     "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors": "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",
 }
-VAES = {"wan_2.1_vae.safetensors": "2.1", "wan2.2_vae.safetensors": "2.2"}
+VAES = {"wan_2.1_vae.safetensors": "2.1", "wan2.2_vae.safetensors": "2.2", "kinema_demo_vae.safetensors": "2.1"}
 TEXT_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+DEMO_TEXT_ENCODER = "kinema_demo_umt5.safetensors"  # the demo's is saved like ComfyUI's fp16 umT5
 CHANNELS = {"t2v": (16, 16), "i2v": (36, 16), "ti2v": (48, 48)}
 
 
@@ -77,6 +80,7 @@ def make_model_folders(root: Path) -> Path:
     for name, version in VAES.items():
         _place(save_tiny_vae(scratch / name, version=version, layout="comfy"), root / "vae" / name)
     _place(save_tiny_umt5(scratch / "umt5", layout="comfy_fp8_scaled"), root / "text_encoders" / TEXT_ENCODER)
+    _place(save_tiny_umt5(scratch / "demo_umt5", layout="comfy"), root / "text_encoders" / DEMO_TEXT_ENCODER)
     shutil.rmtree(scratch)
     done.touch()
     return root

@@ -31,6 +31,24 @@ TINY_SETS["animate_a_photo"] = (*TINY, *BRANCH_TINY, *(f"KinemaAnimateConditioni
     ("width", TINY_WIDTH), ("height", TINY_HEIGHT), ("frames", TINY_FRAMES))))
 TINY_SETS["vace_pose_control"] = (*TINY, *BRANCH_TINY, *(f"KinemaVACEConditioning.{k}={v}" for k, v in (
     ("width", TINY_WIDTH), ("height", TINY_HEIGHT), ("frames", TINY_FRAMES))))
+# The 2-minute workflows shrunk to 9 frames (3 latent frames: 2 windows of 2, sharing 1; the second window
+# takes the second prompt), both sampler passes, the x2 upscale, retime to 30 fps and a crop cutting both sides.
+# blend instead of dis_flow: OpenCV is an optional extra a ComfyUI venv may lack (dis_flow has its own tests).
+LONG_FRAMES, LONG_CROP = 9, (120, 60)
+LONG_TINY = (
+    *(s for s in TINY if not s.startswith(("KinemaEmptyLatent.frames=", "KinemaSampler."))),
+    f"KinemaEmptyLatent.frames={LONG_FRAMES}",
+    "Base sampler.steps=2",
+    "Refine sampler.steps=2",
+    "KinemaLongVideoSettings.window_frames=5",
+    "KinemaLongVideoSettings.overlap_frames=4",
+    "KinemaPromptSchedule.schedule=0: a red ball\n0.4: a blue ball",
+    "KinemaRetimeSettings.method=blend",
+    f"KinemaDecodeToVideo.crop_width={LONG_CROP[0]}",
+    f"KinemaDecodeToVideo.crop_height={LONG_CROP[1]}",
+)
+LONG_WORKFLOWS = [name for name in WORKFLOWS if "_2min_" in name]
+TINY_SETS.update({name: LONG_TINY for name in LONG_WORKFLOWS})
 POSE_FILES = {"Driving pose": "driving_pose.json", "Character pose": "character_pose.json"}  # node title -> file
 
 
@@ -60,4 +78,9 @@ def expected_video(name: str) -> tuple[int, int, int, Fraction]:
     """(frames, width, height, fps) of the mp4 the tiny run of a workflow writes."""
     savers = [n for n in api_graph(name).values() if n["class_type"] in ("KinemaDecodeToVideo", "KinemaSaveVideo")]
     assert len(savers) == 1, f"{name}: expected one video output node"
-    return TINY_FRAMES, TINY_WIDTH, TINY_HEIGHT, Fraction(savers[0]["inputs"]["fps"])
+    fps = Fraction(savers[0]["inputs"]["fps"])
+    if name not in LONG_WORKFLOWS:
+        return TINY_FRAMES, TINY_WIDTH, TINY_HEIGHT, fps
+    [retime] = [n for n in api_graph(name).values() if n["class_type"] == "KinemaRetimeSettings"]
+    fps_out = Fraction(retime["inputs"]["fps_out"])
+    return (LONG_FRAMES - 1) * fps_out // fps + 1, *LONG_CROP, fps_out  # N frames -> floor((N-1) out/in) + 1
