@@ -171,6 +171,24 @@ def test_decode_to_video_streams_an_mp4_into_the_output_folder(models):
     assert second != path and second.endswith("_00002_.mp4")
 
 
+def test_decode_to_video_centre_crops(models):
+    vae = models["vae21"]
+    latents = _latents(vae)  # decodes to 5 frames of 32x64
+    images = KinemaVAEDecode().decode(vae, latents)[0]  # [5, 32, 64, 3]
+    path = KinemaDecodeToVideo().decode(vae, latents, 16, "kinema/crop", crop_width=48, crop_height=20)["result"][0]
+    video = read_video(path)
+    assert video.frame_count == 5 and video.frames.shape[1:] == (20, 48, 3)
+    assert (video.frames.float() / 255 - images[:, 6:26, 8:56]).abs().mean() < 0.05  # rows 6..25, columns 8..55
+    height_only = KinemaDecodeToVideo().decode(vae, latents, 16, "kinema/crop", crop_height=30)["result"][0]
+    assert read_video(height_only).frames.shape[1:] == (30, 64, 3)  # crop_width 0 keeps the width
+
+
+def test_decode_to_video_refuses_a_crop_larger_than_the_video(models):
+    with pytest.raises(ValueError, match="cannot crop the 64x32 video to 64x40; set crop_width <= 64 and "
+                                         "crop_height <= 32"):
+        KinemaDecodeToVideo().decode(models["vae21"], _latents(models["vae21"]), 16, "kinema/crop", crop_height=40)
+
+
 def test_decode_to_video_refuses_a_batch(models):
     latents = {"samples": torch.zeros(2, 16, 2, 4, 8)}
     with pytest.raises(ValueError, match="one video per file"):

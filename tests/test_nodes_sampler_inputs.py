@@ -1,16 +1,19 @@
-"""KinemaSampler's optional step_cache and branch inputs on tiny checkpoints, against core.sampling.sample
-called directly (cached models from core.cache, branch inputs as model_kwargs)."""
+"""KinemaSampler's optional step_cache, branch, long_video and start_sigma inputs on tiny checkpoints, against
+core.sampling.sample / core.longvideo.sample_long called directly (cached models from core.cache, branch
+inputs as model_kwargs), and the combinations it refuses."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from kinema.core.cache import StepCacheSettings, with_step_cache
+from kinema.core.longvideo import sample_long
 from kinema.core.sampling import SamplerSettings, sample
 from kinema.nodes import host
 from kinema.nodes.conditioning_pose import KinemaVACEConditioning
 from kinema.nodes.latent import KinemaEmptyLatent
 from kinema.nodes.loaders import KinemaDiTLoader, KinemaTextEncoderLoader, KinemaVAELoader
+from kinema.nodes.longvideo import KinemaLongVideoSettings, KinemaPromptSchedule
 from kinema.nodes.sampler import KinemaSampler
 from kinema.nodes.step_cache import KinemaStepCache
 from kinema.nodes.text_encode import KinemaTextEncode
@@ -29,7 +32,7 @@ def models(model_root, tmp_path_factory):
     conditioning = KinemaTextEncode().encode(encoder, "a dancer", "", unload_encoder=True)[0]
     dits = {name: KinemaDiTLoader().load(name, "default", "sdpa")[0] for name in (T2V, VACE)}
     latent = KinemaEmptyLatent().make(vae, "custom (width x height)", W, H, FRAMES, 0.0, 16)[0]
-    yield dict(vae=vae, conditioning=conditioning, dits=dits, latent=latent)
+    yield dict(vae=vae, encoder=encoder, conditioning=conditioning, dits=dits, latent=latent)
     host.configure()
 
 
@@ -81,3 +84,47 @@ def test_branch_refuses_denoise_and_start_image(models):
     with pytest.raises(ValueError, match="vace branch brings its own reference; disconnect start_image"):
         KinemaSampler().sample(dit, cond, latent, **SAMPLER, start_image=torch.rand(1, 8, 8, 3), vae=models["vae"],
                                branch=branch)
+
+
+def _long_video(models, schedule_text: str):
+    schedule = KinemaPromptSchedule().encode(models["encoder"], schedule_text, 16)[0]
+    return KinemaLongVideoSettings().settings(5, 4, "pyramid", True, 0.2, prompt_schedule=schedule)[0]
+
+
+def test_long_video_input_is_core_sample_long_with_the_schedule_per_video(models):
+    dit, cond = models["dits"][T2V], models["conditioning"]
+    long = _long_video(models, "0: a dancer\n0.4: a red ball")  # 9 frames: 2 windows, the second one's prompt
+    batch_of_two = {"samples": torch.zeros(2, 16, 3, H // 8, W // 8)}  # 9 frames
+    options = {**SAMPLER, "steps": 2}
+    out = KinemaSampler().sample(dit, cond, batch_of_two, **options, long_video=long)[0]["samples"]
+    prompts = long.prompts.encoded([[s.positive] * 2 for s in long.prompts.segments])
+    expected = sample_long(dit.model, prompts, [cond.negative] * 2, settings=_settings(steps=2), long=long.settings,
+                           shape=(2, 16, 3, H // 8, W // 8))
+    torch.testing.assert_close(out, expected)
+    one_prompt = KinemaLongVideoSettings().settings(5, 4, "pyramid", True, 0.2)[0]
+    plain = KinemaSampler().sample(dit, cond, batch_of_two, **options, long_video=one_prompt)[0]["samples"]
+    assert not torch.allclose(out, plain), "the prompt schedule was not used"
+
+
+def test_start_sigma_refines_the_input_latent_like_core_sample(models):
+    dit, cond = models["dits"][T2V], models["conditioning"]
+    start = torch.randn(1, 16, 2, H // 8, W // 8, generator=torch.Generator().manual_seed(4))
+    out = KinemaSampler().sample(dit, cond, {"samples": start}, **SAMPLER, start_sigma=0.4)[0]["samples"]
+    expected = sample(dit.model, [cond.positive], [cond.negative], settings=_settings(start_sigma=0.4), latents=start)
+    torch.testing.assert_close(out, expected)
+    fresh = KinemaSampler().sample(dit, cond, {"samples": start}, **SAMPLER)[0]["samples"]
+    assert not torch.allclose(out, fresh), "start_sigma was ignored"
+
+
+def test_long_video_and_start_sigma_refusals(models):
+    dit, cond, latent = models["dits"][T2V], models["conditioning"], models["latent"]
+    long = KinemaLongVideoSettings().settings(5, 4, "pyramid", True, 0.0)[0]
+    with pytest.raises(ValueError, match="step_cache cannot be used with long_video: consecutive DiT calls there are "
+                                         "different windows"):
+        KinemaSampler().sample(dit, cond, latent, **SAMPLER, step_cache=KinemaStepCache().settings(0.1, 1, -1)[0],
+                               long_video=long)
+    with pytest.raises(ValueError, match="long_video cannot be used with the vace branch.*disconnect long_video"):
+        KinemaSampler().sample(models["dits"][VACE], cond, latent, **SAMPLER, branch=_vace_branch(models),
+                               long_video=long)
+    with pytest.raises(ValueError, match="denoise 0.5 and start_sigma 0.4 both start part-way; use one"):
+        KinemaSampler().sample(dit, cond, latent, **{**SAMPLER, "denoise": 0.5}, start_sigma=0.4)
