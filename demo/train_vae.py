@@ -4,8 +4,9 @@
 
 The network is Kinema's own `WanVAENetwork` (so the exported file loads with `load_vae`), run
 through the same chunking as `WanVAE` (frame 0 alone, then 4 frames; decode one latent frame at
-a time), with gradients. Loss: pixel MSE + L1, on 9-frame windows (one causal chunk after the
-first is enough to learn the streaming behaviour). Latents get Gaussian noise plus a small L2
+a time), with gradients. Loss: pixel MSE + L1 on whole 17-frame clips (the causal caches are
+recurrent state: a VAE trained on shorter windows drifted to wrong colours in later chunks), with
+object pixels weighted 10x (unweighted, small moving objects faded to the background colour). Latents get Gaussian noise plus a small L2
 pull, a VAE with a fixed posterior variance: the decoder learns to tolerate the imprecise
 latents a diffusion model produces.
 
@@ -29,14 +30,14 @@ from ..core.vae.config import WAN21_LATENT_MEAN, WAN21_LATENT_STD, VAEConfig
 from ..core.vae.network import WanVAENetwork
 from . import dataset
 from .files import DEMO_MODEL, RUNS, VAE_FILE
-from .training import RunDir, Timer, ema_update, save_safetensors
+from .training import RunDir, Timer, ema_update, save_safetensors, step_generator
 
 # 64x64 px -> 8x8 latent, 17 frames -> 5; narrow stages (8/16/32/32 channels) are plenty for flat shapes.
 DEMO_VAE = VAEConfig("2.1", 16, 8, 8, (1, 2, 4, 4), 1, (False, True, True), 1, WAN21_LATENT_MEAN, WAN21_LATENT_STD)
 
-WINDOW = 9  # frames per training clip
 LATENT_NOISE = 0.1  # std of the noise added to normalised latents while training
 LATENT_L2 = 1e-3
+OBJECT_WEIGHT = 10.0  # loss weight of object pixels relative to background pixels
 
 
 def _stats(cfg: VAEConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,17 +62,22 @@ def decode(network: WanVAENetwork, latents: torch.Tensor) -> torch.Tensor:
     return torch.cat([network.decode_chunk(raw[:, :, i : i + 1], cache) for i in range(raw.shape[2])], dim=2)
 
 
-def training_batch(seed: int, step: int, batch: int, crop: int) -> torch.Tensor:
-    """[B, 3, WINDOW, crop, crop] in [-1, 1]: random 9-frame windows and crops of random clips
-    (held-out combinations included: the VAE learns pixels, not captions)."""
+def training_batch(seed: int, step: int, batch: int, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random crops of random clips (held-out combinations included: the VAE learns pixels, not
+    captions): video [B, 3, T, crop, crop] in [-1, 1] and per-pixel loss weights [B, 1, T, crop, crop]."""
     rng = np.random.default_rng([seed, step])
-    clips = []
+    clips, backgrounds = [], []
     for _ in range(batch):
-        video = dataset.render(dataset.sample_spec(rng))
-        start = int(rng.integers(0, dataset.FRAMES - WINDOW + 1))
+        spec = dataset.sample_spec(rng)
+        video = dataset.render(spec)
         y, x = rng.integers(0, dataset.SIZE - crop + 1, size=2)
-        clips.append(dataset.to_model_range(video[start : start + WINDOW, y : y + crop, x : x + crop]))
-    return torch.stack(clips)
+        clips.append(dataset.to_model_range(video[:, y : y + crop, x : x + crop]))
+        backgrounds.append(torch.tensor(dataset.PALETTE[spec.background]) / 127.5 - 1)
+    video = torch.stack(clips)
+    background = torch.stack(backgrounds).view(batch, 3, 1, 1, 1)
+    # Objects cover ~5% of the pixels but carry everything the captions talk about: weight them up.
+    on_object = (video - background).abs().amax(dim=1, keepdim=True) > 0.05
+    return video, 1.0 + (OBJECT_WEIGHT - 1.0) * on_object.float()
 
 
 def build_network(seed: int) -> WanVAENetwork:
@@ -172,12 +178,13 @@ def main(argv=None) -> None:
     timer = Timer(60 * args.checkpoint_minutes)
     while step < args.steps:
         crop = dataset.SIZE if step >= args.full_frames_from * args.steps else args.crop
-        video = training_batch(args.seed, step, args.batch, crop)
-        noise_gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
+        video, weight = training_batch(args.seed, step, args.batch, crop)
         latents = encode(network, video)
-        noisy = latents + LATENT_NOISE * torch.randn(latents.shape, generator=noise_gen)
+        noisy = latents + LATENT_NOISE * torch.randn(latents.shape, generator=step_generator(args.seed, step))
         recon = decode(network, noisy)
-        mse, l1 = F.mse_loss(recon, video), F.l1_loss(recon, video)
+        error = recon - video  # [B, 3, T, H, W]
+        mse = (weight * error.square()).mean() / weight.mean()
+        l1 = (weight * error.abs()).mean() / weight.mean()
         loss = mse + 0.5 * l1 + LATENT_L2 * latents.pow(2).mean()
         # Cosine decay to 10% over the run.
         lr = args.lr * (0.55 + 0.45 * np.cos(np.pi * step / args.steps))
