@@ -82,10 +82,20 @@ def _standalone_dirs(folder: str) -> list[Path]:
     return [root / name for root in _folders().model_roots for name in names]
 
 
+def _folder_paths(folder: str):
+    """ComfyUI's folder_paths, with `folder` added under its models directory when this ComfyUI does not
+    know it yet (older versions have no latent_upscale_models), so its loader still lists the files."""
+    folder_paths = _comfy("folder_paths")
+    if folder not in folder_paths.folder_names_and_paths:
+        folder_paths.folder_names_and_paths[folder] = ([os.path.join(folder_paths.models_dir, folder)],
+                                                       folder_paths.supported_pt_extensions)
+    return folder_paths
+
+
 def model_files(folder: str) -> list[str]:
     """File names (relative, '/'-separated) offered in a loader's combo for a model folder."""
     if in_comfyui():
-        return list(_comfy("folder_paths").get_filename_list(folder))
+        return list(_folder_paths(folder).get_filename_list(folder))
     found = set()
     for directory in _standalone_dirs(folder):
         if directory.is_dir():
@@ -98,7 +108,7 @@ def model_files(folder: str) -> list[str]:
 def model_path(folder: str, name: str) -> str:
     """Full path of a model file chosen in a loader, or a FileNotFoundError saying where we looked."""
     if in_comfyui():
-        folder_paths = _comfy("folder_paths")
+        folder_paths = _folder_paths(folder)
         path = folder_paths.get_full_path(folder, name)
         searched = folder_paths.get_folder_paths(folder)
     else:

@@ -76,6 +76,9 @@ def fake_comfyui(tmp_path, monkeypatch):
     folder_paths.get_full_path = lambda folder, name: str(tmp_path / folder / name) if name == "tiny.safetensors" else None
     folder_paths.get_folder_paths = lambda folder: [str(tmp_path / folder)]
     folder_paths.get_output_directory = lambda: str(tmp_path / "comfy_output")
+    folder_paths.models_dir = str(tmp_path / "comfy_models")
+    folder_paths.supported_pt_extensions = {".safetensors", ".pt"}
+    folder_paths.folder_names_and_paths = {"diffusion_models": ([str(tmp_path / "diffusion_models")], {".safetensors"})}
 
     class ProgressBar:
         def __init__(self, total):
@@ -111,6 +114,15 @@ def test_inside_comfyui_folders_come_from_folder_paths(fake_comfyui, tmp_path):
     assert host.new_output_file("v", "mp4").path == tmp_path / "comfy_output" / "v_00001_.mp4"
     host.free_memory()
     assert fake_comfyui["unloaded"] == 1
+
+
+def test_inside_comfyui_a_folder_it_lacks_is_added_under_its_models_dir(fake_comfyui, tmp_path):
+    import folder_paths
+
+    host.model_files("latent_upscale_models")
+    assert folder_paths.folder_names_and_paths["latent_upscale_models"] == (
+        [str(tmp_path / "comfy_models" / "latent_upscale_models")], {".safetensors", ".pt"})
+    assert folder_paths.folder_names_and_paths["diffusion_models"][0] == [str(tmp_path / "diffusion_models")]
 
 
 def test_inside_comfyui_progress_drives_the_bar_and_stops_on_interrupt(fake_comfyui):
