@@ -34,7 +34,9 @@ class TimeModulation:
         table[:, list(scale_rows)] += 1.0
         return TimeModulation(table, self.index)
 
-    def row(self, i: int) -> torch.Tensor:  # [B, Lt, dim]
+    def row(self, i: int) -> torch.Tensor:  # [dim] when all tokens share one timestep, else [B, Lt, dim]
+        if self.values.shape[0] == 1:  # one distinct timestep: a plain vector broadcasts over [B, L, dim]
+            return self.values[0, i]
         return self.values[:, i][self.index]
 
 
@@ -49,10 +51,6 @@ class BlockInputs(NamedTuple):
     # Per-layer self-attention choice, layer index -> (backend, options), e.g. sparse3d from a
     # kernels.sparse3d.SparseSchedule; None = `backend` everywhere (see WanDiT.set_attention_policy).
     self_attention: Optional[Callable[[int], tuple[str, dict]]] = None
-
-
-def modulate(normed: torch.Tensor, shift: torch.Tensor, scale_plus_one: torch.Tensor) -> torch.Tensor:
-    return torch.addcmul(shift, normed, scale_plus_one)  # normed * (1 + scale) + shift
 
 
 class SelfAttention(nn.Module):
@@ -125,13 +123,26 @@ class Block(nn.Module):
     ) -> torch.Tensor:
         dtype = text.dtype
         mod = e0.table(self.modulation, scale_rows=(1, 4))
-        h = modulate(self.norm1(x), mod.row(0), mod.row(1)).to(dtype)
+        h = self.norm1.modulated(x, mod.row(0), mod.row(1)).to(dtype)
         use_policy = self_attention is not None and self.index is not None
         self_backend, options = self_attention(self.index) if use_policy else (backend, {})
+        # A new tensor: the caller's x stays intact (VACE keeps its block-0 input).
         x = torch.addcmul(x, self.self_attn(h, rope, self_backend, options), mod.row(2))
-        x = x + self.cross_attn(self.norm3(x).to(dtype), text, image, backend)
-        h = modulate(self.norm2(x), mod.row(3), mod.row(4)).to(dtype)
-        return torch.addcmul(x, self.ffn(h), mod.row(5))
+        # From here x is this block's own tensor: update it in place unless autograd records the
+        # call (training), which needs the out-of-place form. Saves a fresh [B, L, dim] buffer each.
+        in_place = not torch.is_grad_enabled()
+        cross = self.cross_attn(self.norm3(x).to(dtype), text, image, backend)
+        x = x.add_(cross) if in_place else x + cross
+        h = self.norm2.modulated(x, mod.row(3), mod.row(4)).to(dtype)
+        ffn = self._ffn(h, in_place)
+        return x.addcmul_(ffn, mod.row(5)) if in_place else torch.addcmul(x, ffn, mod.row(5))
+
+    def _ffn(self, h: torch.Tensor, in_place: bool) -> torch.Tensor:  # [B, L, dim] -> [B, L, dim]
+        hidden = self.ffn[0](h)  # [B, L, ffn_dim], the block's largest tensor
+        gelu = self.ffn[1]
+        # In place at inference: allocating a second buffer this size costs as much as the GELU itself.
+        hidden = torch.ops.aten.gelu_(hidden, approximate=gelu.approximate) if in_place else gelu(hidden)
+        return self.ffn[2](hidden)
 
 
 class Head(nn.Module):
@@ -146,4 +157,4 @@ class Head(nn.Module):
     def forward(self, x: torch.Tensor, e: TimeModulation) -> torch.Tensor:  # [B, L, dim] -> [B, L, out] fp32
         mod = e.table(self.modulation, scale_rows=(1,))
         # Official runs the head in float32 (an fp32 autocast island); it is small.
-        return self.head(modulate(self.norm(x), mod.row(0), mod.row(1)))
+        return self.head(self.norm.modulated(x, mod.row(0), mod.row(1)))

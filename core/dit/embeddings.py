@@ -24,7 +24,9 @@ class PatchEmbedding(nn.Module):
         weight = self.weight if self.weight.dtype == x.dtype else self.weight.to(x.dtype)
         bias = self.bias if self.bias.dtype == x.dtype else self.bias.to(x.dtype)
         out = F.conv3d(x, weight, bias, stride=self.patch_size)  # [B, dim, F', H', W']
-        return out.flatten(2).transpose(1, 2)  # [B, L, dim], tokens in (f, h, w) row-major order
+        # Contiguous once here: the residual stream would otherwise keep the transposed layout, and
+        # every norm and residual update on it would run strided (about 3x slower on CPU).
+        return out.flatten(2).transpose(1, 2).contiguous()  # [B, L, dim], tokens in (f, h, w) row-major order
 
 
 def timestep_sinusoid(t: torch.Tensor, freq_dim: int) -> torch.Tensor:

@@ -21,6 +21,16 @@ class LayerNorm32(nn.Module):
         bias = None if self.bias is None else self.bias.float()
         return F.layer_norm(x.float(), (self.dim,), weight, bias, self.eps)
 
+    def modulated(self, x: torch.Tensor, shift: torch.Tensor, scale_plus_one: torch.Tensor) -> torch.Tensor:
+        """`self(x) * scale_plus_one + shift` for a norm without affine; float32.
+
+        A `[dim]` modulation (one timestep for every token) goes in as layer_norm's own affine
+        step, one pass over x instead of two; `[B, Lt, dim]` rows take a separate addcmul.
+        """
+        if scale_plus_one.ndim == 1:
+            return F.layer_norm(x.float(), (self.dim,), scale_plus_one, shift, self.eps)
+        return torch.addcmul(shift, self(x), scale_plus_one)
+
 
 class RMSNorm(nn.Module):
     """Wan's q/k RMSNorm over the whole width (all heads together); returns the input's dtype."""
@@ -31,6 +41,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        normed = F.rms_norm(x.float(), (self.dim,), eps=self.eps).to(x.dtype)
         weight = self.weight if self.weight.dtype == x.dtype else self.weight.to(x.dtype)
+        if x.dtype == torch.float32:  # normalise and scale in one call: same numbers, one pass fewer
+            return F.rms_norm(x, (self.dim,), weight, self.eps)
+        # Lower precision: normalise in float32, round, then scale, as the official model does.
+        normed = F.rms_norm(x.float(), (self.dim,), eps=self.eps).to(x.dtype)
         return normed * weight
