@@ -16,6 +16,7 @@ from .dataset import COLOURS, PALETTE
 _PALETTE_RGB = np.array([PALETTE[c] for c in COLOURS], dtype=np.float32)  # [K, 3]
 
 OBJECT_DISTANCE = 80.0  # RGB distance from the background above which a pixel belongs to the object
+CORE_FRACTION = 0.7  # of the largest distance from the background, for the colour-reading core
 MIN_OBJECT_PIXELS = 6  # per frame; fewer and the frame has no visible object
 MIN_TRAVEL = 6.0  # pixels the centroid must move to count as a direction
 
@@ -43,8 +44,12 @@ def read_video(video: np.ndarray) -> VideoReading:
     background_index = int(counts.argmax())
     background_rgb = np.median(pixels[labels == background_index], axis=0)  # [3]
 
-    object_mask = np.linalg.norm(pixels - background_rgb, axis=-1) > OBJECT_DISTANCE  # [T, H, W]
-    object_labels = labels[object_mask]
+    distance = np.linalg.norm(pixels - background_rgb, axis=-1)  # [T, H, W]
+    object_mask = distance > OBJECT_DISTANCE
+    # The colour is read from the object's core (the pixels least like the background): blurred
+    # edges blend object and background into a third palette colour (orange on white -> yellow).
+    core = object_mask & (distance >= CORE_FRACTION * np.percentile(distance, 99.5))
+    object_labels = labels[core]
     object_labels = object_labels[object_labels != background_index]
     object_colour = None
     if object_labels.size >= MIN_OBJECT_PIXELS:

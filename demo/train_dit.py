@@ -94,10 +94,10 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     # One thread: with cores shared between processes, OpenMP workers spin waiting for each other.
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--pool-start", type=int, default=2048, help="clips encoded before the first step")
+    parser.add_argument("--pool-start", type=int, default=1024, help="clips encoded before the first step")
     parser.add_argument("--pool-max", type=int, default=40960)
     parser.add_argument("--pool-growth", type=int, default=16, help="clips added every --pool-every steps")
-    parser.add_argument("--pool-every", type=int, default=8)
+    parser.add_argument("--pool-every", type=int, default=16)
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of the run")
     parser.add_argument("--run", default="dit", help="run folder name under demo_model/runs/")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)

@@ -141,8 +141,8 @@ def fold_latent_stats(tensors: dict[str, torch.Tensor], mean: torch.Tensor, std:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Train the demo VAE.")
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=2500)
+    parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     # One thread: with cores shared between processes, OpenMP workers spin waiting for each other.

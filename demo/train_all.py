@@ -1,0 +1,26 @@
+"""Build the whole demo model, or continue building it: text encoder, then VAE, then DiT.
+
+    nice -n 10 python -m kinema.demo.train_all
+
+Every stage resumes from its latest checkpoint in demo_model/runs/ and skips itself when done,
+so the same command starts a fresh build and continues an interrupted one. Extra arguments go
+to the DiT trainer (e.g. `--steps 40000` to train longer).
+"""
+from __future__ import annotations
+
+import sys
+
+from . import text_encoder, train_dit, train_vae
+from .files import TEXT_FILE
+
+
+def main(argv=None) -> None:
+    dit_args = list(sys.argv[1:] if argv is None else argv)
+    if not TEXT_FILE.is_file():
+        text_encoder.main([])
+    train_vae.main(["--resume"])
+    train_dit.main(["--resume", *dit_args])
+
+
+if __name__ == "__main__":
+    main()
