@@ -21,12 +21,17 @@ class PatchEmbedding(nn.Module):
         self.bias = nn.Parameter(torch.empty(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, T, H, W] -> [B, L, dim]
-        weight = self.weight if self.weight.dtype == x.dtype else self.weight.to(x.dtype)
+        # A conv whose kernel equals its stride is a Linear over non-overlapping patches. Run as one,
+        # it emits row-major [B, L, dim] directly: conv3d gives [B, dim, L], whose transpose would
+        # leave the residual stream strided (every norm and residual update ~3x slower on CPU).
+        batch, channels, frames, height, width = x.shape
+        pt, ph, pw = self.patch_size
+        patches = x.reshape(batch, channels, frames // pt, pt, height // ph, ph, width // pw, pw)
+        patches = patches.permute(0, 2, 4, 6, 1, 3, 5, 7).flatten(4).flatten(1, 3)  # [B, L, C*pt*ph*pw]
+        weight = self.weight.flatten(1)  # [dim, C*pt*ph*pw], the same (C, pt, ph, pw) order
+        weight = weight if weight.dtype == x.dtype else weight.to(x.dtype)
         bias = self.bias if self.bias.dtype == x.dtype else self.bias.to(x.dtype)
-        out = F.conv3d(x, weight, bias, stride=self.patch_size)  # [B, dim, F', H', W']
-        # Contiguous once here: the residual stream would otherwise keep the transposed layout, and
-        # every norm and residual update on it would run strided (about 3x slower on CPU).
-        return out.flatten(2).transpose(1, 2).contiguous()  # [B, L, dim], tokens in (f, h, w) row-major order
+        return F.linear(patches, weight, bias)  # [B, L, dim], tokens in (f, h, w) row-major order
 
 
 def timestep_sinusoid(t: torch.Tensor, freq_dim: int) -> torch.Tensor:
