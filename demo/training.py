@@ -72,6 +72,7 @@ def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: Opt
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    tmp.chmod(0o644)  # safetensors creates the file owner-only; these are shipped, readable files
     os.replace(tmp, path)
 
 
