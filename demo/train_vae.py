@@ -6,9 +6,9 @@ The network is Kinema's own `WanVAENetwork` (so the exported file loads with `lo
 through the same chunking as `WanVAE` (frame 0 alone, then 4 frames; decode one latent frame at
 a time), with gradients. Loss: pixel MSE + L1 on whole 17-frame clips (the causal caches are
 recurrent state: a VAE trained on shorter windows drifted to wrong colours in later chunks), with
-object pixels weighted 10x (unweighted, small moving objects faded to the background colour). Latents get Gaussian noise plus a small L2
-pull, a VAE with a fixed posterior variance: the decoder learns to tolerate the imprecise
-latents a diffusion model produces.
+object pixels weighted 10x (unweighted, small moving objects faded to the background colour).
+Latents get Gaussian noise plus a small L2 pull, a VAE with a fixed posterior variance: the
+decoder learns to tolerate the imprecise latents a diffusion model produces.
 
 Export folds the measured latent mean/std into the 1x1x1 convs around the latent, so with
 Wan2.1's published normalisation constants (what `load_vae` applies to a 16-channel VAE) the
