@@ -64,8 +64,9 @@ class SelfAttention(nn.Module):
         self, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], backend: str, options: Optional[dict] = None
     ) -> torch.Tensor:
         heads = (self.num_heads, -1)
-        q = apply_rope(self.norm_q(self.q(h)).unflatten(-1, heads), *rope)  # [B, L, H, D]
-        k = apply_rope(self.norm_k(self.k(h)).unflatten(-1, heads), *rope)  # [B, L, H, D]
+        in_place = not torch.is_grad_enabled()  # the fresh q/k buffers are reused unless autograd needs them
+        q = apply_rope(self.norm_q(self.q(h), in_place).unflatten(-1, heads), *rope, in_place=in_place)  # [B, L, H, D]
+        k = apply_rope(self.norm_k(self.k(h), in_place).unflatten(-1, heads), *rope, in_place=in_place)  # [B, L, H, D]
         v = self.v(h).unflatten(-1, heads)  # [B, L, H, D]
         return self.o(attention(q, k, v, backend=backend, **(options or {})).flatten(2))  # [B, L, dim]
 
@@ -87,8 +88,9 @@ class CrossAttention(nn.Module):
         self, h: torch.Tensor, text: torch.Tensor, image: Optional[torch.Tensor], backend: str
     ) -> torch.Tensor:
         heads = (self.num_heads, -1)
-        q = self.norm_q(self.q(h)).unflatten(-1, heads)  # [B, L, H, D]
-        k = self.norm_k(self.k(text)).unflatten(-1, heads)  # [B, 512, H, D]
+        in_place = not torch.is_grad_enabled()  # the fresh q/k buffers are reused unless autograd needs them
+        q = self.norm_q(self.q(h), in_place).unflatten(-1, heads)  # [B, L, H, D]
+        k = self.norm_k(self.k(text), in_place).unflatten(-1, heads)  # [B, 512, H, D]
         v = self.v(text).unflatten(-1, heads)
         out = attention(q, k, v, backend=backend)  # [B, L, H, D]
         if image is not None:

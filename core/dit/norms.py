@@ -40,10 +40,14 @@ class RMSNorm(nn.Module):
         self.dim, self.eps = dim, eps
         self.weight = nn.Parameter(torch.ones(dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, in_place: bool = False) -> torch.Tensor:
+        """`in_place=True` may overwrite x: pass it only a tensor nobody else reads (a fresh Linear output)."""
         weight = self.weight if self.weight.dtype == x.dtype else self.weight.to(x.dtype)
-        if x.dtype == torch.float32:  # normalise and scale in one call: same numbers, one pass fewer
-            return F.rms_norm(x, (self.dim,), weight, self.eps)
-        # Lower precision: normalise in float32, round, then scale, as the official model does.
-        normed = F.rms_norm(x.float(), (self.dim,), eps=self.eps).to(x.dtype)
-        return normed * weight
+        if x.dtype != torch.float32:
+            # Lower precision: normalise in float32, round, then scale, as the official model does.
+            normed = F.rms_norm(x.float(), (self.dim,), eps=self.eps).to(x.dtype)
+            return normed * weight
+        # float32: 1/rms from a norm reduction (no squared temporary), then two scalings; in place
+        # they allocate nothing, and on CPU a fresh buffer costs more than a pass over it.
+        inv_rms = (torch.linalg.vector_norm(x, dim=-1, keepdim=True).square() / self.dim + self.eps).rsqrt()  # [..., 1]
+        return x.mul_(inv_rms).mul_(weight) if in_place else x * inv_rms * weight
