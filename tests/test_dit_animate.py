@@ -13,7 +13,7 @@ from kinema.core.dit import DiTConfig, WanAnimate, load_dit
 from kinema.core.dit.animate_config import AnimateConfig
 from kinema.core.dit.config import infer_config
 
-from tiny_dit import FACE_SIZE, make_tiny_diffusers_dit, reference_forward, save_tiny_dit, tiny_inputs
+from tiny_dit import FACE_SIZE, make_tiny_diffusers_dit, reference_forward, save_tiny_dit, tiny_inputs, relative_error
 
 REL_TOL = 1e-4  # fp32; measured ~1e-6
 
@@ -25,9 +25,6 @@ def _case():
     return model, inputs, reference_forward(model, inputs)
 
 
-def _rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
-    assert out.dtype == torch.float32 and out.shape == ref.shape
-    return ((out - ref).abs().max() / ref.abs().max()).item()
 
 
 @pytest.mark.parametrize("layout", ["official", "comfy_prefixed", "diffusers"])
@@ -37,7 +34,7 @@ def test_matches_diffusers_in_every_layout(tmp_path, layout):
     a = dit.config.animate
     assert isinstance(dit, WanAnimate) and dit.config.has_image_branch and dit.config.in_dim == 36
     assert (a.face_size, a.face_every, a.motion_channels, a.face_heads) == (FACE_SIZE, 2, (8, 12, 16), 2)
-    assert _rel_err(dit(**inputs), ref) <= REL_TOL
+    assert relative_error(dit(**inputs), ref) <= REL_TOL
 
 
 def test_pose_and_face_matter(tmp_path):
@@ -47,9 +44,9 @@ def test_pose_and_face_matter(tmp_path):
     dit = load_dit(save_tiny_dit(tmp_path, "comfy", "animate", model=model))
     no_face = dict(inputs, face_pixels=torch.full_like(inputs["face_pixels"], -1.0))
     out = dit(**no_face)
-    assert _rel_err(out, ref) > 1e-2
-    assert _rel_err(out, reference_forward(model, no_face)) <= REL_TOL
-    assert _rel_err(dit(**dict(inputs, pose_latents=torch.zeros_like(inputs["pose_latents"]))), ref) > 1e-2
+    assert relative_error(out, ref) > 1e-2
+    assert relative_error(out, reference_forward(model, no_face)) <= REL_TOL
+    assert relative_error(dit(**dict(inputs, pose_latents=torch.zeros_like(inputs["pose_latents"]))), ref) > 1e-2
 
 
 def test_released_size_and_preset():

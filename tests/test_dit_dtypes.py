@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from kinema.core.dit import load_dit
 
-from tiny_dit import COMFY_PREFIX, make_tiny_diffusers_dit, reference_forward, save_tiny_dit, tiny_inputs
+from tiny_dit import COMFY_PREFIX, make_tiny_diffusers_dit, reference_forward, save_tiny_dit, tiny_inputs, relative_error
 
 EXACT_TOL = 1e-4  # fp32 compute on identical (rounded) weights: see test_dit_parity.py
 # Distance to the fp32 model is the weights' rounding error carried through the network.
@@ -38,8 +38,6 @@ def _run(dit, inputs):
     return dit(inputs["x"], inputs["t"], inputs["context"], y=inputs["y"], clip_fea=inputs["clip_fea"])
 
 
-def _rel_err(out, ref) -> float:
-    return ((out - ref).abs().max() / ref.abs().max()).item()
 
 
 def _reference_with_file_weights(model, path, round_to=None):
@@ -64,8 +62,8 @@ def test_bf16_file_stays_bf16_and_is_exact_on_its_weights(tmp_path):
     assert dit.blocks[0].self_attn.q.weight.dtype == torch.bfloat16
     assert dit.patch_embedding.weight.dtype == torch.bfloat16
     out = _run(dit, inputs)
-    assert _rel_err(out, reference_forward(_reference_with_file_weights(model, path), inputs)) <= EXACT_TOL
-    assert _rel_err(out, ref32) <= BF16_FILE_BOUND
+    assert relative_error(out, reference_forward(_reference_with_file_weights(model, path), inputs)) <= EXACT_TOL
+    assert relative_error(out, ref32) <= BF16_FILE_BOUND
 
 
 @pytest.mark.parametrize("scale_key", ["scale_weight", "weight_scale"])
@@ -76,8 +74,8 @@ def test_fp8_scaled_file_stays_fp8_and_is_exact_on_its_weights(tmp_path, scale_k
     q = dit.blocks[0].self_attn.q
     assert q.weight.dtype == torch.float8_e4m3fn and q.weight_scale is not None
     out = _run(dit, inputs)
-    assert _rel_err(out, reference_forward(_reference_with_file_weights(model, path), inputs)) <= EXACT_TOL
-    assert _rel_err(out, ref32) <= FP8_SCALED_BOUND
+    assert relative_error(out, reference_forward(_reference_with_file_weights(model, path), inputs)) <= EXACT_TOL
+    assert relative_error(out, ref32) <= FP8_SCALED_BOUND
 
 
 def test_fp8_scaled_dequantised_on_request(tmp_path):
@@ -87,7 +85,7 @@ def test_fp8_scaled_dequantised_on_request(tmp_path):
     q = dit.blocks[0].self_attn.q
     assert q.weight.dtype == torch.bfloat16 and q.weight_scale is None
     reference = _reference_with_file_weights(model, path, round_to=torch.bfloat16)
-    assert _rel_err(_run(dit, inputs), reference_forward(reference, inputs)) <= EXACT_TOL
+    assert relative_error(_run(dit, inputs), reference_forward(reference, inputs)) <= EXACT_TOL
 
 
 def test_plain_fp8_file_loads(tmp_path):
@@ -95,7 +93,7 @@ def test_plain_fp8_file_loads(tmp_path):
     path = save_tiny_dit(tmp_path, "comfy", "i2v_clip", "fp8_e4m3fn", model=model)
     dit = load_dit(path)
     assert dit.blocks[0].ffn[0].weight.dtype == torch.float8_e4m3fn
-    assert _rel_err(_run(dit, inputs), reference_forward(_reference_with_file_weights(model, path), inputs)) <= EXACT_TOL
+    assert relative_error(_run(dit, inputs), reference_forward(_reference_with_file_weights(model, path), inputs)) <= EXACT_TOL
 
 
 def test_bf16_compute(tmp_path):
@@ -103,7 +101,7 @@ def test_bf16_compute(tmp_path):
     dit = load_dit(save_tiny_dit(tmp_path, "comfy", "i2v_clip", model=model), compute_dtype=torch.bfloat16)
     out = _run(dit, inputs)
     assert out.dtype == torch.float32
-    assert _rel_err(out, ref32) <= BF16_COMPUTE_BOUND
+    assert relative_error(out, ref32) <= BF16_COMPUTE_BOUND
 
 
 def test_cast_on_load(tmp_path):

@@ -13,7 +13,7 @@ from kinema.core.checkpoints import CheckpointError
 from kinema.core.dit import DiTConfig, WanVACE, load_dit
 from kinema.core.dit.config import infer_config
 
-from tiny_dit import make_tiny_diffusers_dit, reference_forward, save_tiny_dit, tiny_inputs
+from tiny_dit import make_tiny_diffusers_dit, reference_forward, save_tiny_dit, tiny_inputs, relative_error
 
 REL_TOL = 1e-4  # fp32; measured ~1e-6 (summation order, float64 sinusoid/RoPE tables)
 
@@ -25,9 +25,6 @@ def _case():
     return model, inputs, reference_forward(model, inputs)
 
 
-def _rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
-    assert out.dtype == torch.float32 and out.shape == ref.shape
-    return ((out - ref).abs().max() / ref.abs().max()).item()
 
 
 @pytest.mark.parametrize("layout", ["official", "comfy_prefixed", "diffusers"])
@@ -36,7 +33,7 @@ def test_matches_diffusers_in_every_layout(tmp_path, layout):
     model, inputs, ref = _case()
     dit = load_dit(save_tiny_dit(tmp_path, layout, "vace", model=model))
     assert isinstance(dit, WanVACE) and dit.config.vace_layers == (0, 2) and dit.config.vace_in_dim == 96
-    assert _rel_err(dit(**inputs), ref) <= REL_TOL
+    assert relative_error(dit(**inputs), ref) <= REL_TOL
 
 
 def test_control_matters_and_strength_per_block(tmp_path):
@@ -44,9 +41,9 @@ def test_control_matters_and_strength_per_block(tmp_path):
     model, inputs, ref = _case()
     dit = load_dit(save_tiny_dit(tmp_path, "comfy", "vace", model=model))
     other = dict(inputs, vace_context=torch.zeros_like(inputs["vace_context"]))
-    assert _rel_err(dit(**other), ref) > 1e-2
+    assert relative_error(dit(**other), ref) > 1e-2
     strengths = dict(inputs, vace_strength=[0.5, 1.5])
-    assert _rel_err(dit(**strengths), reference_forward(model, strengths)) <= REL_TOL
+    assert relative_error(dit(**strengths), reference_forward(model, strengths)) <= REL_TOL
 
 
 def test_hinted_layers_come_from_config_json(tmp_path):
@@ -57,7 +54,7 @@ def test_hinted_layers_come_from_config_json(tmp_path):
     for layout in ("diffusers", "official"):
         dit = load_dit(save_tiny_dit(tmp_path / layout, layout, "vace", model=model))
         assert dit.config.vace_layers == (0, 1)
-        assert _rel_err(dit(**inputs), reference_forward(model, inputs)) <= REL_TOL
+        assert relative_error(dit(**inputs), reference_forward(model, inputs)) <= REL_TOL
 
 
 def _meta_vace(dim, ffn, layers, step) -> WanVACE:

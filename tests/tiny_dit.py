@@ -334,3 +334,10 @@ def reference_forward(model, inputs: dict) -> torch.Tensor:
     branch = {new: torch.as_tensor(inputs[old]) for old, new in renames.items() if old in inputs}
     with torch.no_grad():
         return model(x, inputs["t"], text, encoder_hidden_states_image=image, return_dict=False, **branch)[0]
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """max |out - ref| / max |ref|: the parity measure every DiT test states its bound in."""
+    assert out.dtype == torch.float32, f"the DiT returns float32 velocities, got {out.dtype}"
+    assert out.shape == ref.shape, (out.shape, ref.shape)
+    return ((out.float() - ref.float()).abs().max() / ref.float().abs().max()).item()
