@@ -30,9 +30,12 @@ from .files import DIT_FILE, RUNS, TEXT_FILE, VAE_FILE
 from .text_encoder import DEMO_UMT5
 from .training import RunDir, Timer, ema_update, save_safetensors, step_generator
 
-# 16x5x8x8 latents -> 5x4x4 = 80 tokens. head_dim 32 is not Wan's 128, so the shipped config.json
-# tells load_dit the head count.
-DEMO_DIT = DiTConfig(dim=128, ffn_dim=512, num_layers=6, num_heads=4, in_dim=16, out_dim=16, text_dim=DEMO_UMT5.d_model)
+# 16x5x8x8 latents -> 5x4x4 = 80 tokens. head_dim 32 is not Wan's 128 and text_len 32 is not its
+# 512, so the shipped config.json tells load_dit both. Captions are at most ~21 tokens; padding
+# them to 512 rows (as Wan does) made the cross-attention keys cost more than the rest of the
+# model, so the demo pads to 32 (2.5x faster training steps).
+DEMO_DIT = DiTConfig(dim=128, ffn_dim=512, num_layers=6, num_heads=4, in_dim=16, out_dim=16,
+                     text_dim=DEMO_UMT5.d_model, text_len=32)
 CAPTION_DROPOUT = 0.1
 
 
@@ -41,6 +44,14 @@ def official_config_json(c: DiTConfig) -> dict:
     return {"_class_name": "WanModel", "model_type": "t2v", "dim": c.dim, "ffn_dim": c.ffn_dim, "freq_dim": c.freq_dim,
             "in_dim": c.in_dim, "num_heads": c.num_heads, "num_layers": c.num_layers, "out_dim": c.out_dim,
             "text_len": c.text_len, "eps": c.eps}
+
+
+def clip_weight(spec: dataset.ClipSpec, direction_weight: float) -> float:
+    """Relative sampling weight of a pool clip: single-object clips moving in a straight line weigh
+    `direction_weight` times the others. Motion direction is the attribute the tiny model learns
+    last (it needs the object kept whole across frames); every other clip still appears."""
+    straight = len(spec.objects) == 1 and spec.objects[0].motion in dataset.DIRECTIONS
+    return direction_weight if straight else 1.0
 
 
 def build_dit(seed: int) -> WanDiT:
@@ -98,8 +109,13 @@ def main(argv=None) -> None:
     parser.add_argument("--pool-max", type=int, default=40960)
     parser.add_argument("--pool-growth", type=int, default=16, help="clips added every --pool-every steps")
     parser.add_argument("--pool-every", type=int, default=16)
+    parser.add_argument("--direction-weight", type=float, default=3.0,
+                        help="sampling weight of single-object straight-line clips relative to the others")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of the run")
     parser.add_argument("--run", default="dit", help="run folder name under demo_model/runs/")
+    parser.add_argument("--init-from", default=None, metavar="RUN",
+                        help="start a new run from the weights, EMA and step of RUN's latest checkpoint (and use its "
+                             "latent pool); the learning rate warms up again")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -107,33 +123,45 @@ def main(argv=None) -> None:
     run = RunDir(RUNS / args.run)
     vae = load_vae(VAE_FILE)
     text_encoder = load_text_encoder(TEXT_FILE)
-    pool = LatentPool(run.path / "pool", vae, file_sha256(VAE_FILE), args.seed)
+    pool = LatentPool(RUNS / (args.init_from or args.run) / "pool", vae, file_sha256(VAE_FILE), args.seed)
 
     model = build_dit(args.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     ema = {k: p.detach().clone() for k, p in model.named_parameters()}
-    step = 0
+    step = warmup_start = 0
     state = run.latest() if args.resume else None
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         ema, step = state["ema"], state["step"]
+        warmup_start = state.get("warmup_start", 0)
         run.log(f"resumed at step {step}, pool {len(pool)} clips")
     elif run.checkpoints():
         raise SystemExit(f"{run.path} already holds checkpoints; pass --resume to continue it or --run NAME for a new run")
+    elif args.init_from:
+        source = RunDir(RUNS / args.init_from).latest()
+        if source is None:
+            raise SystemExit(f"--init-from {args.init_from}: {RUNS / args.init_from} holds no checkpoint")
+        model.load_state_dict(source["model"])
+        ema, step = source["ema"], source["step"]
+        warmup_start = step
+        run.log(f"started from {args.init_from} at step {step} (its args: {source['args']})")
     while len(pool) < args.pool_start:
         pool.grow(min(64, args.pool_start - len(pool)))
     run.log(f"pool ready: {len(pool)} clips; model {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
 
     timer = Timer(60 * args.checkpoint_minutes)
     smoothed, started, first_step = None, time.time(), step
+    weights: list[float] = []  # clip_weight of pool clip i
     model.train()
     while step < args.steps:
         if step % args.pool_every == 0 and len(pool) < args.pool_max:
             pool.grow(args.pool_growth)
         rng = np.random.default_rng([args.seed, step])
         gen = step_generator(args.seed, step)
-        x0, specs = pool.batch(rng.integers(0, len(pool), size=args.batch))  # [B, z, T, h, w]
+        weights.extend(clip_weight(s, args.direction_weight) for s in pool.specs[len(weights):])
+        p = np.asarray(weights)
+        x0, specs = pool.batch(rng.choice(len(pool), size=args.batch, p=p / p.sum()))  # [B, z, T, h, w]
         captions = ["" if rng.random() < CAPTION_DROPOUT else dataset.caption(s, rng) for s in specs]
         context = [c.clone() for c in text_encoder.encode(captions)]  # out of inference mode, for autograd
         t = torch.sigmoid(torch.randn(args.batch, generator=gen))  # logit-normal noise level in (0, 1)
@@ -142,7 +170,7 @@ def main(argv=None) -> None:
         x_t = (1 - tb) * x0 + tb * noise
         loss = (velocity(model, x_t, t * 1000, context) - (noise - x0)).pow(2).mean()
 
-        lr = args.lr * min(1.0, (step + 1) / args.warmup)
+        lr = args.lr * min(1.0, (step - warmup_start + 1) / args.warmup)
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
@@ -159,7 +187,7 @@ def main(argv=None) -> None:
                     f"{rate:.2f} steps/s")
         if timer.due() or step == args.steps:
             run.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "ema": ema, "step": step,
-                      "args": vars(args)}, step)
+                      "warmup_start": warmup_start, "args": vars(args)}, step)
             export(model, ema)
             run.log(f"checkpoint + exported EMA weights at step {step}")
 

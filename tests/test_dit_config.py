@@ -56,3 +56,14 @@ def test_head_count_rule():
     # a config.json of some other model says nothing about this one
     assert infer_config(state, "f", config_json={"dim": 5120, "num_heads": 40}).num_heads == 12
     assert infer_config(state, "f", num_heads=24, config_json={"dim": 1536, "num_heads": 6}).num_heads == 24
+
+
+def test_text_len_comes_from_the_models_own_config_json():
+    state = _meta_model("wan2.1-t2v-1.3B").state_dict()
+    assert infer_config(state, "f").text_len == 512  # every Wan release
+    assert infer_config(state, "f", config_json={"dim": 1536, "num_heads": 12, "text_len": 32}).text_len == 32
+    assert infer_config(state, "f", config_json={"dim": 5120, "text_len": 32}).text_len == 512  # another model's
+    from kinema.core.checkpoints.io import CheckpointError
+
+    with pytest.raises(CheckpointError, match="text_len=0"):
+        infer_config(state, "f", config_json={"dim": 1536, "text_len": 0})

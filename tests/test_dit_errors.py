@@ -99,8 +99,11 @@ def test_bad_call_arguments(tmp_path):
         dit(x[..., :5], t, context, y=y[..., :5], clip_fea=clip)
     with pytest.raises(ValueError, match="per-token"):
         dit(x, torch.ones(1, 7), context, y=y, clip_fea=clip)
-    with pytest.raises(ValueError, match="L <= 512"):
-        dit(x, t, [torch.zeros(513, context[0].shape[1])], y=y, clip_fea=clip)
+    long_context = torch.randn(513, context[0].shape[1])
+    torch.testing.assert_close(dit(x, t, [long_context], y=y, clip_fea=clip),
+                               dit(x, t, [long_context[:512]], y=y, clip_fea=clip))  # cut at text_len, as Wan's tokenizer
+    with pytest.raises(ValueError, match="umT5 encoder output"):
+        dit(x, t, [torch.zeros(5, 3)], y=y, clip_fea=clip)
     from kinema.kernels.attention import AttentionUnavailable
 
     with pytest.raises(AttentionUnavailable):

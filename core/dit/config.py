@@ -136,6 +136,7 @@ def infer_config(
         image_dim=tensors["img_emb.proj.1.weight"].shape[1] if "img_emb.proj.1.weight" in tensors else None,
         image_tokens=tensors["img_emb.emb_pos"].shape[1] if "img_emb.emb_pos" in tensors else None,
         animate=infer_animate_config(tensors, len(layers), source),
+        text_len=_text_len(dim, config_json),
     )
     if any(k.startswith("vace_") for k in tensors):
         if "vace_patch_embedding.weight" not in tensors:
@@ -170,6 +171,16 @@ def _vace_layers(tensors: Mapping[str, torch.Tensor], num_layers: int, source: s
     if layers[0] != 0 or layers[-1] >= num_layers or list(layers) != sorted(set(layers)):
         raise CheckpointError(f"{source}: vace_layers {list(layers)} must rise from 0 and stay below {num_layers}")
     return layers
+
+
+def _text_len(dim: int, config_json: Optional[dict]) -> int:
+    """Rows the text context is padded to: 512 for every Wan release (the weights do not say;
+    an official config.json of this model does)."""
+    cfg = config_json or {}
+    value = cfg.get("text_len", DiTConfig.text_len) if cfg.get("dim") == dim else DiTConfig.text_len
+    if not isinstance(value, int) or value < 1:
+        raise CheckpointError(f"config.json beside the DiT has text_len={value!r}; it must be a positive integer")
+    return value
 
 
 def _head_count(dim: int, source: str, num_heads: Optional[int], config_json: Optional[dict]) -> int:

@@ -1,6 +1,7 @@
 """WanDiT: the Wan2.1 / Wan2.2 diffusion transformer (T2V, I2V with or without CLIP, FLF2V, TI2V)."""
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Callable, Optional, Sequence, Union
 
@@ -12,6 +13,8 @@ from ...kernels.rope import rope_cos_sin
 from ..layers import Linear
 from .blocks import Block, BlockInputs, Head, TimeModulation
 from .config import DiTConfig
+
+log = logging.getLogger(__name__)
 from .embeddings import ImageEmbedding, PatchEmbedding, timestep_sinusoid
 
 # (layer, grid=, timestep=, dense_backend=) -> (backend, options); see WanDiT.set_attention_policy.
@@ -153,13 +156,17 @@ class WanDiT(nn.Module):
         # Wan zero-pads every prompt to 512 rows BEFORE the text MLP; the padded rows are attended to.
         padded = torch.zeros(batch, c.text_len, c.text_dim, device=device, dtype=self.compute_dtype)
         for i, row in enumerate(rows):  # row [L_i, text_dim]
-            if row.ndim != 2 or row.shape[1] != c.text_dim or row.shape[0] > c.text_len:
+            if row.ndim != 2 or row.shape[1] != c.text_dim:
                 raise ValueError(
-                    f"text context {i} has shape {tuple(row.shape)}; expected [L <= {c.text_len}, {c.text_dim}] "
-                    f"(umT5-XXL encoder output)"
+                    f"text context {i} has shape {tuple(row.shape)}; expected [L, {c.text_dim}] (umT5 encoder output)"
                 )
+            if row.shape[0] > c.text_len:
+                # Wan's tokenizer cuts prompts at text_len tokens; ours cuts at 512, so only a model
+                # with a shorter text_len (the demo's) gets here.
+                log.warning("prompt of %d tokens cut to this model's text_len %d", row.shape[0], c.text_len)
+                row = row[: c.text_len]
             padded[i, : row.shape[0]] = row
-        return self.text_embedding(padded)  # [B, 512, dim]
+        return self.text_embedding(padded)  # [B, text_len, dim]
 
     def _image_context(self, clip_fea: Optional[torch.Tensor], batch: int) -> Optional[torch.Tensor]:
         c = self.config
