@@ -326,6 +326,23 @@ def vace_pose_control(g: Graph) -> None:
     g.add("KinemaDecodeToVideo", vae=vae, samples=samples, fps=16, filename_prefix="kinema/vace_pose_control")
 
 
+@example("demo_t2v")
+def demo_t2v(g: Graph) -> None:
+    # The CPU demo model shipped in demo_model/ (use that folder as the models folder): its 64x64 17-frame
+    # clips, the settings of `python -m kinema demo` and its empty-caption negative prompt.
+    dit = g.add("KinemaDiTLoader", model_name="kinema_demo_dit.safetensors", weight_dtype="default",
+                attention="sdpa")
+    vae = g.add("KinemaVAELoader", vae_name="kinema_demo_vae.safetensors", dtype="default")
+    encoder = g.add("KinemaTextEncoderLoader", text_encoder_name="kinema_demo_umt5.safetensors", dtype="default")
+    conditioning = g.add("KinemaTextEncode", text_encoder=encoder, negative_prompt="", unload_encoder=False,
+                         prompt="a red circle moving to the right on a blue background")
+    latent = g.add("KinemaEmptyLatent", vae=vae, aspect_ratio="custom (width x height)", width=64, height=64,
+                   frames=17, seconds=0.0, fps=16)
+    samples = g.add("KinemaSampler", dit=dit, conditioning=conditioning, latent=latent[0], seed=0, steps=20,
+                    cfg=4.0, shift=2.0, solver="unipc", denoise=1.0, boundary=0.0, cfg_low_noise=0.0)
+    g.add("KinemaDecodeToVideo", vae=vae, samples=samples, fps=16, filename_prefix="kinema/demo_t2v")
+
+
 LONG_PROMPTS = ("0: A red fox trots through fresh snow in a birch forest at sunrise, slow tracking shot, cinematic.\n"
                 "40: The fox stops at a frozen stream and sniffs the ice, soft golden light.\n"
                 "80: The fox leaps over the stream and runs into the deep forest, camera follows.\n")

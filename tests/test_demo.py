@@ -60,3 +60,20 @@ def test_default_output_names_skip_existing_files(tmp_path):
     first.write_bytes(b"")
     second = unused_output_path(tmp_path)
     assert first.name == "kinema_demo_00001.mp4" and second.name == "kinema_demo_00002.mp4"
+
+
+@needs_weights
+def test_demo_workflow_runs_on_the_shipped_model(tmp_path, capsys):
+    """workflows/demo_t2v_api.json through `python -m kinema run` with demo_model/ as the models folder:
+    the same nodes a ComfyUI user wires, on the real demo weights, judged from the pixels."""
+    from kinema.demo.files import DEMO_MODEL
+    from workflow_cases import WORKFLOW_DIR
+
+    code = cli_main(["run", str(WORKFLOW_DIR / "demo_t2v_api.json"), "--models", str(DEMO_MODEL),
+                     "--output", str(tmp_path)])
+    assert code == 0
+    [path] = capsys.readouterr().out.split()
+    frames = read_video(path).frames.numpy()  # [T, H, W, 3] uint8
+    assert frames.shape == (17, 64, 64, 3)
+    reading = scoring.read_video(frames)
+    assert (reading.object_colour, reading.background, reading.direction) == ("red", "blue", "right"), reading.travel
