@@ -28,7 +28,7 @@ from . import dataset
 from .latent_pool import LatentPool
 from .files import DIT_FILE, RUNS, TEXT_FILE, VAE_FILE
 from .text_encoder import DEMO_UMT5
-from .training import RunDir, Timer, ema_update, save_safetensors, step_generator
+from .training import RunDir, Timer, checkpoint, ema_update, save_safetensors, start_or_resume, step_generator
 
 # 16x5x8x8 latents -> 5x4x4 = 80 tokens. head_dim 32 is not Wan's 128 and text_len 32 is not its
 # 512, so the shipped config.json tells load_dit both. Captions are at most ~21 tokens; padding
@@ -127,18 +127,9 @@ def main(argv=None) -> None:
 
     model = build_dit(args.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    ema = {k: p.detach().clone() for k, p in model.named_parameters()}
-    step = warmup_start = 0
-    state = run.latest() if args.resume else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        ema, step = state["ema"], state["step"]
-        warmup_start = state.get("warmup_start", 0)
-        run.log(f"resumed at step {step}, pool {len(pool)} clips")
-    elif run.checkpoints():
-        raise SystemExit(f"{run.path} already holds checkpoints; pass --resume to continue it or --run NAME for a new run")
-    elif args.init_from:
+    ema, step, state = start_or_resume(run, model, optimizer, args.resume)
+    warmup_start = state.get("warmup_start", 0) if state else 0
+    if state is None and args.init_from:
         source = RunDir(RUNS / args.init_from).latest()
         if source is None:
             raise SystemExit(f"--init-from {args.init_from}: {RUNS / args.init_from} holds no checkpoint")
@@ -186,8 +177,7 @@ def main(argv=None) -> None:
             run.log(f"step {step} loss {smoothed:.4f} grad {grad_norm:.2f} lr {lr:.1e} pool {len(pool)} "
                     f"{rate:.2f} steps/s")
         if timer.due() or step == args.steps:
-            run.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "ema": ema, "step": step,
-                      "warmup_start": warmup_start, "args": vars(args)}, step)
+            run.save(checkpoint(model, optimizer, ema, step, args, warmup_start=warmup_start), step)
             export(model, ema)
             run.log(f"checkpoint + exported EMA weights at step {step}")
 

@@ -30,7 +30,7 @@ from ..core.vae.config import WAN21_LATENT_MEAN, WAN21_LATENT_STD, VAEConfig
 from ..core.vae.network import WanVAENetwork
 from . import dataset
 from .files import DEMO_MODEL, RUNS, VAE_FILE
-from .training import RunDir, Timer, ema_update, save_safetensors, step_generator
+from .training import RunDir, Timer, checkpoint, ema_update, save_safetensors, start_or_resume, step_generator
 
 # 64x64 px -> 8x8 latent, 17 frames -> 5; narrow stages (8/16/32/32 channels) are plenty for flat shapes.
 DEMO_VAE = VAEConfig("2.1", 16, 8, 8, (1, 2, 4, 4), 1, (False, True, True), 1, WAN21_LATENT_MEAN, WAN21_LATENT_STD)
@@ -160,20 +160,7 @@ def main(argv=None) -> None:
     run = RunDir(RUNS / args.run)
     network = build_network(args.seed)
     optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=0.0)
-    ema = {k: p.detach().clone() for k, p in network.named_parameters()}
-    step = 0
-    state = run.latest() if args.resume else None
-    if state is not None:
-        network.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        ema, step = state["ema"], state["step"]
-        run.log(f"resumed at step {step}")
-    elif run.checkpoints():
-        raise SystemExit(f"{run.path} already holds checkpoints; pass --resume to continue it or --run NAME for a new run")
-
-    def snapshot() -> dict:
-        return {"model": network.state_dict(), "optimizer": optimizer.state_dict(), "ema": ema, "step": step,
-                "args": vars(args)}
+    ema, step, _ = start_or_resume(run, network, optimizer, args.resume)
 
     timer = Timer(60 * args.checkpoint_minutes)
     while step < args.steps:
@@ -200,7 +187,7 @@ def main(argv=None) -> None:
             run.log(f"step {step} loss {loss.item():.4f} mse {mse.item():.5f} l1 {l1.item():.4f} "
                     f"latent_std {latents.std().item():.3f} lr {lr:.2e}")
         if timer.due() or step == args.steps:
-            run.save(snapshot(), step)
+            run.save(checkpoint(network, optimizer, ema, step, args), step)
             export_ema(network, ema, run, step)
 
 

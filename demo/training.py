@@ -61,6 +61,29 @@ class Timer:
         return False
 
 
+def start_or_resume(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    resume: bool) -> tuple[dict[str, torch.Tensor], int, Optional[dict]]:
+    """(EMA weights, step, the checkpoint resumed from or None). With `resume`, the run's latest
+    checkpoint is loaded into `model` and `optimizer`; a fresh start is refused when the folder
+    already holds checkpoints, so a forgotten --resume never overwrites a run."""
+    state = run.latest() if resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        run.log(f"resumed at step {state['step']}")
+        return state["ema"], state["step"], state
+    if run.checkpoints():
+        raise SystemExit(f"{run.path} already holds checkpoints; pass --resume to continue it or --run NAME for a new run")
+    return {k: p.detach().clone() for k, p in model.named_parameters()}, 0, None
+
+
+def checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ema: dict[str, torch.Tensor], step: int,
+               args, **extra) -> dict:
+    """What `RunDir.save` writes and `start_or_resume` reads back."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "ema": ema, "step": step,
+            "args": vars(args), **extra}
+
+
 @torch.no_grad()
 def ema_update(ema: dict[str, torch.Tensor], model: torch.nn.Module, decay: float) -> None:
     for name, p in model.named_parameters():

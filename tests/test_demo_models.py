@@ -76,5 +76,33 @@ def test_training_forward_is_the_loaded_models_forward(tmp_path):
     train_dit.export(model, {k: p.detach() for k, p in model.named_parameters()}, path)
     assert json.loads((path.parent / "config.json").read_text())["num_heads"] == train_dit.DEMO_DIT.num_heads
     loaded = load_dit(path)
-    assert loaded.config.num_heads == train_dit.DEMO_DIT.num_heads
+    assert (loaded.config.num_heads, loaded.config.text_len) == (4, 32)  # from config.json, not Wan's defaults
     torch.testing.assert_close(loaded(x, t, context), out.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_stopped_run_resumes_where_it_was(tmp_path):
+    from types import SimpleNamespace
+
+    import pytest
+
+    from kinema.demo.training import RunDir, checkpoint, start_or_resume
+
+    def fresh():
+        model = torch.nn.Linear(3, 2)
+        return model, torch.optim.AdamW(model.parameters(), lr=0.1)
+
+    run = RunDir(tmp_path / "run")
+    model, optimizer = fresh()
+    ema, step, state = start_or_resume(run, model, optimizer, resume=True)  # nothing to resume: a fresh start
+    assert (step, state) == (0, None) and torch.equal(ema["weight"], model.weight)
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    run.save(checkpoint(model, optimizer, ema, 7, SimpleNamespace(lr=0.1), warmup_start=3), 7)
+
+    again, again_optimizer = fresh()
+    ema2, step2, state2 = start_or_resume(run, again, again_optimizer, resume=True)
+    assert (step2, state2["warmup_start"]) == (7, 3)
+    torch.testing.assert_close(again.weight, model.weight, rtol=0, atol=0)
+    assert again_optimizer.state_dict()["state"][0]["step"] == 1
+    with pytest.raises(SystemExit, match="pass --resume"):  # never restart over an existing run
+        start_or_resume(run, *fresh(), resume=False)

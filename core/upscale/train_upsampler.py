@@ -50,6 +50,8 @@ def train_upsampler(vae, clips: ClipSource, out: Path, *, config: UpsamplerConfi
     """Train (or resume) and export the model to `out` (.safetensors); returns the trained model."""
     out = Path(out)
     checkpoint = Path(checkpoint) if checkpoint is not None else out.with_suffix(".train.pt")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # the same start weights every run (the checkpoint replaces them on resume)
         model = LatentUpsampler(config)
@@ -130,7 +132,9 @@ def main(argv=None) -> None:
     vae = load_vae(vae_files[0])
     out = Path(args.out or root / "latent_upscale_models" / "kinema_demo_latent_upscale_x2.safetensors")
     config = UpsamplerConfig(channels=vae.config.z_dim, mid_channels=args.mid_channels, blocks=args.blocks)
-    train_upsampler(vae, demo_clips(args.batch), out, config=config, steps=args.steps)
+    # The resumable training state stays in the git-ignored runs/ folder; only the export ships.
+    checkpoint = root / "runs" / "latent_upscale" / (out.stem + ".train.pt")
+    train_upsampler(vae, demo_clips(args.batch), out, config=config, steps=args.steps, checkpoint=checkpoint)
     print(f"wrote {out}")
 
 
