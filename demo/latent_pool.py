@@ -19,16 +19,17 @@ SHARD = 512  # clips per shard file
 
 
 class LatentPool:
-    def __init__(self, folder: Path, vae: WanVAE, vae_sha256: str, seed: int):
+    def __init__(self, folder: Path, vae: WanVAE, encoder_sha256: str, seed: int):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.vae, self.seed = vae, seed
-        # Latents of another VAE would silently train the DiT on the wrong latent space.
-        tag = self.folder / "vae_sha256.txt"
+        # Latents of another encoder would silently train the DiT on the wrong latent space (a
+        # fine-tuned decoder is fine: latents do not depend on it).
+        tag = self.folder / "encoder_sha256.txt"
         if not tag.exists():
-            tag.write_text(vae_sha256)
-        elif tag.read_text() != vae_sha256:
-            raise RuntimeError(f"{self.folder} holds latents of another VAE file; delete that folder to rebuild it")
+            tag.write_text(encoder_sha256)
+        elif tag.read_text() != encoder_sha256:
+            raise RuntimeError(f"{self.folder} holds latents of another VAE encoder; delete that folder to rebuild it")
         self.specs: list[dataset.ClipSpec] = []
         self.latents: list[torch.Tensor] = []  # float16 [z, T, h, w] each
         for path in sorted(self.folder.glob("shard_*.pt")):

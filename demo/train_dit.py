@@ -12,7 +12,6 @@ stopped at any time continues with `--resume` exactly where it was.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 
@@ -25,6 +24,7 @@ from ..core.dit.model import WanDiT
 from ..core.text import load_text_encoder
 from ..core.vae import load_vae
 from . import dataset
+from .finetune_decoder import encoder_sha256
 from .latent_pool import LatentPool
 from .files import DIT_FILE, RUNS, TEXT_FILE, VAE_FILE
 from .text_encoder import DEMO_UMT5
@@ -82,10 +82,6 @@ def velocity(model: WanDiT, x: torch.Tensor, t: torch.Tensor, context: list[torc
     return WanDiT.forward.__wrapped__(model, x, t, context)
 
 
-def file_sha256(path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def export(model: WanDiT, ema: dict[str, torch.Tensor], path=DIT_FILE) -> None:
     state = {**model.state_dict(), **ema}
     save_safetensors(state, path, metadata={"kinema": "demo DiT (Wan architecture)"})
@@ -99,7 +95,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Train the demo DiT.")
     parser.add_argument("--steps", type=int, default=30000)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--ema", type=float, default=0.9995)
     parser.add_argument("--seed", type=int, default=0)
@@ -123,7 +119,6 @@ def main(argv=None) -> None:
     run = RunDir(RUNS / args.run)
     vae = load_vae(VAE_FILE)
     text_encoder = load_text_encoder(TEXT_FILE)
-    pool = LatentPool(RUNS / (args.init_from or args.run) / "pool", vae, file_sha256(VAE_FILE), args.seed)
 
     model = build_dit(args.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
@@ -137,6 +132,9 @@ def main(argv=None) -> None:
         ema, step = source["ema"], source["step"]
         warmup_start = step
         run.log(f"started from {args.init_from} at step {step} (its args: {source['args']})")
+    # A run started --init-from another keeps using that run's latent pool, resumed or not.
+    pool_run = (state["args"].get("init_from") if state else args.init_from) or args.run
+    pool = LatentPool(RUNS / pool_run / "pool", vae, encoder_sha256(VAE_FILE), args.seed)
     while len(pool) < args.pool_start:
         pool.grow(min(64, args.pool_start - len(pool)))
     run.log(f"pool ready: {len(pool)} clips; model {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")

@@ -106,3 +106,19 @@ def test_a_stopped_run_resumes_where_it_was(tmp_path):
     assert again_optimizer.state_dict()["state"][0]["step"] == 1
     with pytest.raises(SystemExit, match="pass --resume"):  # never restart over an existing run
         start_or_resume(run, *fresh(), resume=False)
+
+
+def test_latent_pool_key_ignores_the_decoder(tmp_path):
+    """A decoder fine-tune keeps the DiT's encoded training clips valid; an encoder change does not."""
+    from safetensors.torch import save_file
+
+    from kinema.demo.finetune_decoder import encoder_sha256
+
+    tensors = {"encoder.conv1.weight": torch.randn(4, 3), "conv1.bias": torch.randn(4),
+               "decoder.head.weight": torch.randn(3, 4), "conv2.bias": torch.randn(4)}
+    save_file(tensors, tmp_path / "a.safetensors")
+    save_file({**tensors, "decoder.head.weight": torch.randn(3, 4), "conv2.bias": torch.randn(4)},
+              tmp_path / "b.safetensors")
+    save_file({**tensors, "conv1.bias": torch.randn(4)}, tmp_path / "c.safetensors")
+    a, b, c = (encoder_sha256(tmp_path / f"{n}.safetensors") for n in "abc")
+    assert a == b != c
