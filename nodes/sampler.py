@@ -144,24 +144,19 @@ def _branch_start(branch: BranchConditioning, settings, start_image, batch: int)
 
 def _start_image(dit: DiTModel, vae: Optional[VAEModel], image: torch.Tensor, shape):
     """ComfyUI IMAGE [N, H, W, 3] in 0..1 (first image used) -> the model's image conditioning."""
-    from ..core.sampling.conditioning import first_frame_video, fit_image, i2v_conditioning, ti2v_conditioning
+    from ..core.sampling.setup import image_conditioning
 
     if vae is None:
         raise ValueError("KinemaSampler: start_image needs the VAE to encode it; connect KinemaVAELoader to 'vae'.")
-    batch, channels, latent_frames, latent_h, latent_w = shape
-    vae_config, dit_config = vae.model.config, dit.model.config
-    frames = (latent_frames - 1) * vae_config.temporal_stride + 1
+    if dit.model.config.in_dim <= shape[1] and shape[1] != 48:
+        raise ValueError(f"KinemaSampler: {dit.name} is a text-to-video model and takes no start_image; use an I2V "
+                         "model or Wan2.2 TI2V-5B, or disconnect start_image.")
     picture = image[:1].permute(0, 3, 1, 2).float() * 2 - 1  # [1, 3, h, w] in [-1, 1]
-    picture = fit_image(picture, latent_h * vae_config.spatial_stride, latent_w * vae_config.spatial_stride)
-    picture = picture.to(host.torch_device())  # [1, 3, H, W]
-    if dit_config.in_dim > dit_config.out_dim:  # I2V models: image latents go beside the noise on channels
-        encoded = vae.model.encode(first_frame_video(picture, frames))  # [1, C, T, h, w]
-        return i2v_conditioning(encoded.expand(batch, -1, -1, -1, -1), frames)
-    if channels == 48:  # TI2V-5B: the image is the known, noise-free first latent frame
-        encoded = vae.model.encode(picture[:, :, None])  # [1, 48, 1, h, w]
-        return ti2v_conditioning(encoded.expand(batch, -1, -1, -1, -1), latent_frames)
-    raise ValueError(f"KinemaSampler: {dit.name} is a text-to-video model and takes no start_image; use an I2V "
-                     "model or Wan2.2 TI2V-5B, or disconnect start_image.")
+    strides = vae.model.config
+    frames = (shape[2] - 1) * strides.temporal_stride + 1
+    return image_conditioning(dit.model, vae.model, picture, shape, frames, shape[3] * strides.spatial_stride,
+                              shape[4] * strides.spatial_stride, host.torch_device())
+
 
 NODE_CLASS_MAPPINGS = {"KinemaSampler": KinemaSampler}
 NODE_DISPLAY_NAME_MAPPINGS = {"KinemaSampler": "Kinema Sampler"}

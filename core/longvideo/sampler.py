@@ -23,8 +23,8 @@ from ..sampling.conditioning import ImageConditioning, impose_known, token_times
 from ..sampling.guidance import guided_velocity
 from ..sampling.noise import seeded_noise
 from ..sampling.loop import run_loop
-from ..sampling.pipeline import (_check_image_conditioning, _config_field, _default_device, _expert_per_step,
-                                 _start_shape, _to_device)
+from ..sampling.setup import (check_image_conditioning, config_field, default_device, expert_per_step, start_shape,
+                              to_device)
 from ..sampling.schedules import make_schedule
 from ..sampling.settings import SamplerSettings
 from .drift import ChannelStats, match_statistics
@@ -55,11 +55,11 @@ def sample_long(
 
     With a clip no longer than `long.window` this is exactly `sample` (same noise, same calls).
     """
-    shape = _start_shape(shape, latents, settings)
-    device = torch.device(device) if device is not None else _default_device(dit, latents)
+    shape = start_shape(shape, latents, settings)
+    device = torch.device(device) if device is not None else default_device(dit, latents)
     windows = plan_windows(shape[2], long.window, long.overlap)
     one_window_y = image is not None and image.y is not None and image.y.shape[2] == windows[0].length < shape[2]
-    _check_image_conditioning(_without_y(image) if one_window_y else image, shape)
+    check_image_conditioning(_without_y(image) if one_window_y else image, shape)
     progress = progress or SILENT
     if image is not None and len(windows) > 1 and long.overlap < 1:
         raise ValueError("image-conditioned long videos continue each window from the previous one's last "
@@ -79,14 +79,14 @@ def sample_long(
         x = (1 - start) * latents.to(device, torch.float32) + start * noise
     x = impose_known(x, image)
 
-    patch = tuple(_config_field(dit, "patch_size") or (1, 2, 2))[1:]
-    experts = _expert_per_step(dit, dit_low_noise, settings, schedule.timesteps)
+    patch = tuple(config_field(dit, "patch_size") or (1, 2, 2))[1:]
+    experts = expert_per_step(dit, dit_low_noise, settings, schedule.timesteps)
     if negative is None and any(scale != 1 for _, scale in experts):
         raise ValueError("cfg != 1 needs a negative conditioning; pass negative= or set cfg=1.0.")
     prompts = positive if isinstance(positive, PromptSchedule) else None
-    contexts = ([_to_device(s.positive, device) for s in prompts.segments] if prompts is not None
-                else [_to_device(positive, device)])
-    negative = _to_device(negative, device)
+    contexts = ([to_device(s.positive, device) for s in prompts.segments] if prompts is not None
+                else [to_device(positive, device)])
+    negative = to_device(negative, device)
     segment_of = [prompts.index_for(w) if prompts is not None else 0 for w in windows]
     image = _on_device(image, device)
 

@@ -6,14 +6,14 @@ from typing import Optional, Sequence
 import torch
 
 from ..progress import SILENT, Progress
-from .conditioning import (ImageConditioning, first_frame_video, fit_image, i2v_conditioning, impose_known,
-                           ti2v_conditioning, token_timesteps)
-from .experts import default_boundary, uses_high_noise_expert
+from .conditioning import ImageConditioning, impose_known, token_timesteps
 from .guidance import WAN_NEGATIVE_PROMPT, guided_velocity
 from .loop import run_loop
 from .noise import seeded_noise
 from .schedules import make_schedule
 from .settings import SamplerSettings
+from .setup import (check_image_conditioning, config_field, default_device, expert_per_step, image_conditioning,
+                    start_shape, to_device)
 from .shapes import latent_shape
 
 
@@ -41,9 +41,9 @@ def sample(
     go to every DiT call as they are (tensors moved to the device), e.g. VACE's `vace_context` or
     Animate's `y`, `pose_latents`, `face_pixels`.
     """
-    shape = _start_shape(shape, latents, settings)
-    device = torch.device(device) if device is not None else _default_device(dit, latents)
-    _check_image_conditioning(image, shape)
+    shape = start_shape(shape, latents, settings)
+    device = torch.device(device) if device is not None else default_device(dit, latents)
+    check_image_conditioning(image, shape)
     progress = progress or SILENT
 
     schedule = make_schedule(settings)
@@ -55,12 +55,12 @@ def sample(
         x = (1 - start) * latents.to(device, torch.float32) + start * noise
     x = impose_known(x, image)
 
-    patch = tuple(_config_field(dit, "patch_size") or (1, 2, 2))[1:]  # spatial patch of the DiT tokens
-    experts = _expert_per_step(dit, dit_low_noise, settings, schedule.timesteps)
+    patch = tuple(config_field(dit, "patch_size") or (1, 2, 2))[1:]  # spatial patch of the DiT tokens
+    experts = expert_per_step(dit, dit_low_noise, settings, schedule.timesteps)
     if negative is None and any(scale != 1 for _, scale in experts):
         raise ValueError("cfg != 1 needs a negative conditioning; pass negative= (e.g. the encoded "
                          "WAN_NEGATIVE_PROMPT) or set cfg=1.0 (and cfg_low_noise=1.0) to sample without guidance.")
-    positive, negative = _to_device(positive, device), _to_device(negative, device)
+    positive, negative = to_device(positive, device), to_device(negative, device)
     extra = {}
     if image is not None and image.y is not None:
         extra["y"] = image.y.to(device)
@@ -107,13 +107,13 @@ def generate(
     """
     if not isinstance(prompt, str):
         raise ValueError(f"prompt must be a string, got {type(prompt).__name__}.")
-    channels = _config_field(dit, "out_dim") or latent_channels
+    channels = config_field(dit, "out_dim") or latent_channels
     if channels is None:
         raise ValueError("cannot tell the latent channel count: the model has no config.out_dim; "
                          "pass latent_channels=16 (Wan2.1 VAE) or 48 (Wan2.2 VAE).")
     shape = latent_shape(frames, height, width, channels)
-    device = torch.device(device) if device is not None else _default_device(dit, None)
-    image = _image_conditioning(dit, channels, shape, frames, height, width, vae, start_image, device)
+    device = torch.device(device) if device is not None else default_device(dit, None)
+    image = image_conditioning(dit, vae, start_image, shape, frames, height, width, device)
 
     positive = text_encoder.encode([prompt])
     low_cfg = settings.cfg if settings.cfg_low_noise is None else settings.cfg_low_noise
@@ -122,80 +122,3 @@ def generate(
         negative = text_encoder.encode([WAN_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt])
     return sample(dit, positive, negative, settings=settings, shape=shape, dit_low_noise=dit_low_noise,
                   image=image, progress=progress, device=device)
-
-
-def _image_conditioning(dit, channels, shape, frames, height, width, vae, start_image, device
-                        ) -> Optional[ImageConditioning]:
-    in_dim = _config_field(dit, "in_dim")
-    concat_i2v = in_dim is not None and in_dim > channels
-    if start_image is None:
-        if concat_i2v:
-            raise ValueError(f"this is an image-to-video model (in_dim {in_dim} > out_dim {channels}): "
-                             "pass start_image= and vae=.")
-        return None
-    if not concat_i2v and channels != 48:
-        raise ValueError("this text-to-video model does not take a start image; use an I2V model or "
-                         "Wan2.2 TI2V-5B, or drop start_image.")
-    if vae is None:
-        raise ValueError("start_image needs the VAE to encode it: pass vae=.")
-    picture = fit_image(start_image, height, width).to(device)  # [1, 3, H, W]
-    if concat_i2v:
-        return i2v_conditioning(vae.encode(first_frame_video(picture, frames)), frames)
-    return ti2v_conditioning(vae.encode(picture[:, :, None]), latent_frames=shape[2])
-
-
-def _expert_per_step(dit, dit_low_noise, settings: SamplerSettings, timesteps: torch.Tensor) -> list:
-    """(model, cfg scale) for each step."""
-    if dit_low_noise is None:
-        return [(dit, settings.cfg)] * len(timesteps)
-    boundary = settings.boundary if settings.boundary is not None else default_boundary(
-        getattr(dit, "config", None))
-    low_cfg = settings.cfg if settings.cfg_low_noise is None else settings.cfg_low_noise
-    return [(dit, settings.cfg) if high else (dit_low_noise, low_cfg)
-            for high in uses_high_noise_expert(timesteps, boundary)]
-
-
-def _start_shape(shape: Optional[Sequence[int]], latents: Optional[torch.Tensor], settings: SamplerSettings
-                 ) -> tuple[int, ...]:
-    if (shape is None) == (latents is None):
-        raise ValueError("give exactly one of shape= (sample from noise) or latents= (start from these latents).")
-    if settings.partial and latents is None:
-        raise ValueError("denoise < 1, start_sigma and start_step refine existing latents; pass latents=.")
-    shape = tuple(int(n) for n in (shape if latents is None else latents.shape))
-    if len(shape) != 5:
-        raise ValueError(f"shape/latents must be [B, C, T, H, W] (5 dimensions), got {shape}.")
-    return shape
-
-
-def _check_image_conditioning(image: Optional[ImageConditioning], shape: tuple) -> None:
-    if image is None:
-        return
-    b, _, t, h, w = shape
-    if image.y is not None and (image.y.shape[0] != b or tuple(image.y.shape[2:]) != (t, h, w)):
-        raise ValueError(f"image conditioning y has shape {tuple(image.y.shape)} but the latents are {shape}; "
-                         "build it for the same batch, frames and size.")
-    if image.known_latent is not None and tuple(image.known_latent.shape) != shape:
-        raise ValueError(f"known_latent has shape {tuple(image.known_latent.shape)} but the latents are {shape}; "
-                         "build it for the same batch, channels, frames and size.")
-
-
-def _config_field(model, name: str):
-    return getattr(getattr(model, "config", None), name, None)
-
-
-def _default_device(dit, latents: Optional[torch.Tensor]) -> torch.device:
-    if latents is not None:
-        return latents.device
-    parameters = getattr(dit, "parameters", None)
-    if callable(parameters):
-        for p in parameters():
-            return p.device
-    return torch.device("cpu")
-
-
-def _to_device(context, device: torch.device):
-    if context is None:
-        return None
-    if isinstance(context, torch.Tensor):
-        return context.to(device)
-    return [c.to(device) for c in context]
