@@ -1,10 +1,10 @@
 """Step cache: DiT evaluations, wall time and fidelity (PSNR against the uncached output of the
 same seed) for a sweep of thresholds.
 
-Runs on the demo model when `demo_model/` holds one (DiT, and the VAE + text encoder when
-present: PSNR is then measured on the decoded video in [-1, 1]); otherwise on a tiny random DiT,
-labelled as such, whose PSNR is measured on the latents (range = the uncached latents' range)
-and says little about real videos.
+Runs on the shipped demo model at its own operating point (64x64, 17 frames, its default prompt,
+UniPC, cfg 4, shift 2; PSNR on the decoded video in [-1, 1]); with --dit, on that DiT (and --vae /
+--text-encoder when given); without either, on a tiny random DiT, labelled as such, whose PSNR is
+measured on the latents (range = the uncached latents' range) and says little about real videos.
 
     python -m bench.step_cache [--steps 30] [--thresholds 0.05,0.1,0.15,0.2,0.3] [--dit PATH ...]
 """
@@ -23,15 +23,12 @@ import torch
 
 from kinema.core.cache import StepCacheSettings, with_step_cache
 from kinema.core.dit import load_dit
-from kinema.core.sampling import SamplerSettings, sample
+from kinema.core.sampling import SamplerSettings, make_schedule, sample
 
 from .timing import Row
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO = REPO / "demo_model"
 THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3)
 DOCUMENTED_THRESHOLD = 0.15  # the setting the acceptance figures are quoted at
-PROMPT = "a red ball rolls across a wooden table"
 
 
 @dataclass
@@ -42,21 +39,23 @@ class Setup:
     negative: list
     shape: tuple
     vae: Optional[object] = None
-
-
-def _find(folder: Path, *words: str) -> Optional[Path]:
-    if not folder.is_dir():
-        return None
-    return next((p for p in sorted(folder.iterdir()) if any(w in p.name.lower() for w in words)), None)
+    cfg: float = 5.0
+    shift: float = 5.0
+    solver: str = "unipc"
 
 
 def demo_setup(dit_path: Optional[Path], vae_path: Optional[Path], text_path: Optional[Path],
                device: torch.device) -> Optional[Setup]:
-    dit_path = dit_path or _find(DEMO, "dit", "transformer")
-    if dit_path is None:
+    """The shipped demo model (or the given files) at the demo's own size, prompt and sampler settings."""
+    from kinema.demo import run as demo
+    from kinema.demo.dataset import FRAMES, SIZE
+    from kinema.demo.files import DIT_FILE, TEXT_FILE, VAE_FILE
+
+    if dit_path is None and demo.missing_files():
         return None
+    dit_path, vae_path = dit_path or DIT_FILE, vae_path or (VAE_FILE if dit_path is None else None)
+    text_path = text_path or (TEXT_FILE if dit_path == DIT_FILE else None)
     dit = load_dit(dit_path, device=device)
-    vae_path, text_path = vae_path or _find(DEMO, "vae"), text_path or _find(DEMO, "text", "umt5", "t5")
     vae = None
     if vae_path is not None:
         from kinema.core.vae import load_vae
@@ -64,13 +63,14 @@ def demo_setup(dit_path: Optional[Path], vae_path: Optional[Path], text_path: Op
     if text_path is not None:
         from kinema.core.text import load_text_encoder
         encoder = load_text_encoder(text_path, device=device)
-        positive, negative = encoder.encode([PROMPT]), encoder.encode([""])
+        positive, negative = encoder.encode([demo.DEFAULT_PROMPT]), encoder.encode([demo.NEGATIVE_PROMPT])
     else:
         positive, negative = _random_context(dit.config.text_dim)
     z = vae.config.z_dim if vae is not None else dit.config.out_dim
     stride = vae.config.spatial_stride if vae is not None else 8
-    shape = (1, z, 5, 256 // stride, 256 // stride)  # 17 frames of 256 x 256
-    return Setup(f"demo model ({dit_path.name})", dit, positive, negative, shape, vae)
+    shape = (1, z, (FRAMES - 1) // 4 + 1, SIZE // stride, SIZE // stride)  # the demo's 17 frames of 64 x 64
+    return Setup(f"demo model ({dit_path.name})", dit, positive, negative, shape, vae, cfg=demo.DEFAULT_CFG,
+                 shift=demo.DEFAULT_SHIFT, solver=demo.SOLVER)
 
 
 def tiny_setup(device: torch.device) -> Setup:
@@ -97,7 +97,7 @@ def psnr(output: torch.Tensor, reference: torch.Tensor, peak_to_peak: float) -> 
 
 
 def sweep(setup: Setup, steps: int, thresholds, device: torch.device, rounds: int = 1) -> list[dict]:
-    sampler = SamplerSettings(steps=steps, cfg=5.0, seed=42)
+    sampler = SamplerSettings(steps=steps, cfg=setup.cfg, shift=setup.shift, solver=setup.solver, seed=42)
 
     def timed(model):
         """Latents and the median wall time of `rounds` identical runs (the cache resets per run)."""
@@ -120,7 +120,8 @@ def sweep(setup: Setup, steps: int, thresholds, device: torch.device, rounds: in
     results = [dict(threshold=0.0, evaluations=calls, seconds=reference_s, psnr=math.inf, measured_on=measured_on,
                     reference_s=reference_s, calls=calls)]
     for threshold in thresholds:
-        model, _, cache = with_step_cache(StepCacheSettings(threshold=threshold), steps, setup.dit)
+        model, _, cache = with_step_cache(StepCacheSettings(threshold=threshold), steps, setup.dit,
+                                          sigmas=make_schedule(sampler).sigmas.tolist())
         latents, seconds = timed(model)
         evaluations = cache.stats.evaluations // rounds  # the stats add up over the identical runs
         compared = setup.vae.decode(latents) if setup.vae is not None else latents
@@ -137,7 +138,8 @@ def run(quick: bool, device: torch.device, dtype: torch.dtype, rounds: int,
     """Bench section (python -m bench): cached time vs uncached time per threshold."""
     setup = setup or demo_setup(None, None, None, device) or tiny_setup(device)
     steps = steps or (20 if quick else 30)
-    print(f"step cache on {setup.label}: {steps} steps, cfg 5, {2 * steps} DiT calls uncached")
+    print(f"step cache on {setup.label}: {setup.solver}, {steps} steps, cfg {setup.cfg:g}, shift {setup.shift:g}, "
+          f"{2 * steps} DiT calls uncached")
     rows, summary = [], {}
     for r in sweep(setup, steps, thresholds, device, rounds)[1:]:
         fewer = r["calls"] / r["evaluations"]

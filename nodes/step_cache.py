@@ -42,7 +42,8 @@ def cached_models(step_cache, sampler_settings, dit, dit_low_noise=None):
 
     if step_cache is None:
         return dit, dit_low_noise, None
-    return with_step_cache(step_cache, make_schedule(sampler_settings).num_steps, dit, dit_low_noise)
+    schedule = make_schedule(sampler_settings)
+    return with_step_cache(step_cache, schedule.num_steps, dit, dit_low_noise, sigmas=schedule.sigmas.tolist())
 
 
 NODE_CLASS_MAPPINGS = {"KinemaStepCache": KinemaStepCache}

@@ -8,7 +8,7 @@ import torch
 
 from kinema.core.cache import StepCacheSettings, with_step_cache
 from kinema.core.longvideo import sample_long
-from kinema.core.sampling import SamplerSettings, sample
+from kinema.core.sampling import SamplerSettings, make_schedule, sample
 from kinema.nodes import host
 from kinema.nodes.conditioning_pose import KinemaVACEConditioning
 from kinema.nodes.latent import KinemaEmptyLatent
@@ -49,7 +49,8 @@ def test_step_cache_input_runs_the_cached_models(models):
 
     eager = KinemaStepCache().settings(5.0, 1, -1)[0]
     cached = KinemaSampler().sample(dit, cond, latent, **SAMPLER, step_cache=eager)[0]["samples"]
-    model, _, cache = with_step_cache(StepCacheSettings(5.0, 1, -1), 6, dit.model)
+    model, _, cache = with_step_cache(StepCacheSettings(5.0, 1, -1), 6, dit.model,
+                                      sigmas=make_schedule(_settings()).sigmas.tolist())
     expected = sample(model, [cond.positive], [cond.negative], settings=_settings(), shape=tuple(latent["samples"].shape))
     torch.testing.assert_close(cached, expected)
     assert cache.stats.evaluations < cache.stats.calls and not torch.allclose(cached, plain)

@@ -47,14 +47,20 @@ def test_threshold_zero_is_the_uncached_sampler():
     assert cache.stats.calls == cache.stats.evaluations == 16
 
 
+def sigmas(settings: SamplerSettings) -> list[float]:
+    return make_schedule(settings).sigmas.tolist()
+
+
 def test_conditional_and_unconditional_passes_keep_separate_state():
     """A model whose output never changes is skipped as soon as its rate is known; the reused
-    velocities must still be each pass's own, so guidance gives exactly the uncached result."""
+    estimates must still be each pass's own, so guidance gives the uncached result (exactly, up
+    to rounding: on a straight path the reused x0 gives back the same velocity)."""
     settings = SamplerSettings(steps=10, cfg=5.0, seed=0, solver="euler")
     expected = run(FakeDiT(), settings)
     dit = FakeDiT()
-    cached, _, cache = with_step_cache(StepCacheSettings(threshold=0.5, start_step=0, end_step=10), 10, dit)
-    assert torch.equal(run(cached, settings), expected)
+    cached, _, cache = with_step_cache(StepCacheSettings(threshold=0.5, start_step=0, end_step=10), 10, dit,
+                                       sigmas=sigmas(settings))
+    torch.testing.assert_close(run(cached, settings), expected)
     # Two full runs per pass measure the rate (0 here); every later call is a reuse.
     assert cache.stats.evaluations == 4 and cache.stats.calls == 20
 
@@ -72,28 +78,35 @@ def test_start_and_end_steps_always_run_the_model():
 
 
 def test_expert_switch_forces_a_full_evaluation():
-    settings = SamplerSettings(steps=6, cfg=1.0, seed=0, boundary=0.9)
+    # Euler: each step moves along the returned velocity, so a constant model's x0 estimate stays put
+    settings = SamplerSettings(steps=6, cfg=1.0, seed=0, boundary=0.9, solver="euler")
     high, low = FakeDiT(offset=1.0), FakeDiT(offset=-1.0)
     expected = run(FakeDiT(offset=1.0), settings, dit_low_noise=FakeDiT(offset=-1.0))
-    h, l, cache = with_step_cache(StepCacheSettings(threshold=10.0, start_step=0, end_step=6), 6, high, low)
-    assert torch.equal(run(h, settings, dit_low_noise=l), expected)  # constant experts: reuse is exact
+    h, l, cache = with_step_cache(StepCacheSettings(threshold=10.0, start_step=0, end_step=6), 6, high, low,
+                                  sigmas=sigmas(settings))
+    torch.testing.assert_close(run(h, settings, dit_low_noise=l), expected)  # constant experts: reuse is exact
     assert len(high.runs) == 2 and len(low.runs) == 2  # each expert measures its own rate first
 
 
 def test_skips_follow_the_accumulated_estimate():
     """v = 2x: the rate is 1 (relative output change = relative input change), so a call is
     skipped while the summed input movement since the last run, relative to that run's input,
-    stays under the threshold; a skipped call returns the last computed velocity."""
+    stays under the threshold; a skipped call returns the velocity that leads from the current
+    point to the last run's denoised estimate x0 = x_run - sigma_run * v_run (sigma = t / 1000)."""
     cache = StepCache(StepCacheSettings(threshold=0.25, start_step=0, end_step=100), num_steps=100)
     dit, context = FakeDiT(slope=2.0, offset=-1.0), [torch.ones(1, 8)]  # context mean 1: v = 2x
     x = torch.ones(SHAPE)
-    ran, last = [], None
+    ran, denoised = [], None
     for step, scale in enumerate([1.0, 1.1, 1.2, 1.3, 1.4, 1.5]):  # the input moves by 0.1 per call
         runs_before = len(dit.runs)
-        out = cache(dit, x * scale, torch.tensor([1000.0 - step]), context)
+        sigma = 0.9 - 0.1 * step
+        out = cache(dit, x * scale, torch.tensor([1000.0 * sigma]), context)
         ran.append(len(dit.runs) > runs_before)
-        assert torch.allclose(out, 2 * x * scale) if ran[-1] else torch.equal(out, last)
-        last = out
+        if ran[-1]:
+            torch.testing.assert_close(out, 2 * x * scale)
+            denoised = x * scale - sigma * 2 * x * scale
+        else:
+            torch.testing.assert_close(out, (x * scale - denoised) / sigma)
     # Runs at 1.0 and 1.1 give the rate (0.2/2) / (0.1/1) = 1; then 0.1/1.1 per call accumulates
     # 0.09, 0.18, 0.27 -> the third runs and resets; 0.1/1.4 = 0.07 is skipped again.
     assert ran == [True, True, False, False, True, False]
@@ -132,3 +145,20 @@ def test_a_new_run_resets_the_state():
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         StepCacheSettings(**kwargs)
+
+
+def test_the_first_pass_at_a_step_decides_for_both():
+    """Guidance amplifies a fresh conditional output beside a stale unconditional one, so both
+    passes run or both reuse. The unconditional output here has a big constant part, so its own
+    rate is small: deciding alone it would reuse at steps where the conditional pass runs."""
+    settings = SamplerSettings(steps=12, cfg=4.0, seed=0)
+    dit = FakeDiT(slope=0.5)
+    positive, negative = [torch.full((3, 8), 5.0)], [torch.full((3, 8), 30.0)]
+    cached, _, cache = with_step_cache(StepCacheSettings(threshold=0.15), 12, dit, sigmas=sigmas(settings))
+    sample(cached, positive, negative, settings=settings, shape=SHAPE)
+    cond_id, uncond_id = dict.fromkeys(c for _, c in dit.runs)  # the sampler runs the conditional pass first
+    cond_runs = [t for t, c in dit.runs if c == cond_id]
+    assert cond_runs == [t for t, c in dit.runs if c == uncond_id]
+    assert 2 < len(cond_runs) < 12
+    rates = {round(p.rate, 3) for p in cache._passes.values()}
+    assert len(rates) == 2 and min(rates) < 0.5 * max(rates)  # the passes did measure different rates

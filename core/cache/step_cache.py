@@ -3,19 +3,26 @@
 It wraps the velocity model between the sampler and the DiT, EasyCache-style (runtime-adaptive,
 no calibration table): at every full evaluation it measures how strongly the output moved
 relative to how much the input moved since the previous full evaluation (the rate `k`). On a
-later call it estimates the output's relative change as `k * |x - x_prev| / |v_full|`, adds it
-to an accumulator, and while the sum stays below `threshold` returns the last velocity instead
-of running the DiT. A full evaluation resets the sum. Reusing the velocity (not `v - x`) suits
-flow matching, whose ideal paths have a constant velocity.
+later call it estimates the output's relative change as `k * |x - x_prev| / |x_full|`, adds it
+to an accumulator, and while the sum stays below `threshold` skips the DiT. A full evaluation
+resets the sum.
+
+What a skipped call returns is the last full evaluation's denoised estimate x0 = x - sigma * v,
+turned back into a velocity at the current point: (x - x0) / sigma. On the straight path of an
+ideal flow this equals reusing v, but a real model's x0 estimate drifts less between steps than
+its velocity: on the demo model it gave 3-5 dB more PSNR than reusing v at the same number of
+evaluations (bench.step_cache).
 
 Each pass (conditional, unconditional: told apart by the identity of the context object, which
-the sampler keeps for a whole run) has its own state; with two experts the step count is
-shared and a change of expert always forces a full evaluation.
+the sampler keeps for a whole run) has its own state, but the first pass to reach a step decides
+for all of them: guidance multiplies the difference of the passes, so a fresh conditional output
+beside a stale unconditional one costs more than both stale (again ~3-5 dB on the demo model).
+With two experts the step count is shared and a change of expert forces a full evaluation.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -44,11 +51,11 @@ class StepCacheSettings:
 @dataclass
 class _PassState:
     step: int = 0  # calls seen for this pass = index of the sampling step
-    last_t: float = float("inf")
     model: Optional[int] = None  # id of the DiT that produced `velocity`
     x_prev: Optional[torch.Tensor] = None  # input of the previous call (run or skipped)
     x_full: Optional[torch.Tensor] = None  # input of the last full evaluation
     velocity: Optional[torch.Tensor] = None  # output of the last full evaluation
+    denoised: Optional[torch.Tensor] = None  # its x0 estimate: x_full - sigma_full * velocity
     rate: Optional[float] = None  # k: relative output change per relative input change
     accumulated: float = 0.0
 
@@ -66,30 +73,40 @@ class StepCacheStats:
 class StepCache:
     """Shared state of one sampling run; `wrap(dit)` gives the model to hand to the sampler."""
 
-    def __init__(self, settings: StepCacheSettings, num_steps: int):
+    def __init__(self, settings: StepCacheSettings, num_steps: int, sigmas: Optional[Sequence[float]] = None):
+        """`sigmas`: the sampler's noise level at each step (its schedule's sigmas); without them
+        sigma is read from the timestep, which Wan samplers set to sigma * 1000 (truncated)."""
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        if sigmas is not None and len(sigmas) < num_steps:
+            raise ValueError(f"got {len(sigmas)} sigmas for {num_steps} steps; pass the sampler's schedule")
         self.settings = settings
         self.num_steps = num_steps
+        self.sigmas = None if sigmas is None else [float(s) for s in sigmas]
         end = settings.end_step if settings.end_step >= 0 else num_steps + settings.end_step
         self.cached_steps = range(settings.start_step, max(settings.start_step, end))
         self.stats = StepCacheStats()
         self._passes: dict[int, _PassState] = {}
+        self._decided: dict[int, bool] = {}  # step -> skip?, decided by the first pass to reach the step
+        self._last_t = float("inf")  # timestep of the latest call
 
     def wrap(self, dit) -> "CachedModel":
         return CachedModel(dit, self)
 
     def reset(self) -> None:
         self._passes.clear()
+        self._decided.clear()
+        self._last_t = float("inf")
         self.stats = StepCacheStats()
 
     def __call__(self, dit, x: torch.Tensor, t, context, **kwargs) -> torch.Tensor:
         state = self._state(context, t)
         self.stats.calls += 1
         step, state.step = state.step, state.step + 1
-        if self._can_skip(state, dit, x, step):
+        sigma = self._sigma(step, t)
+        if self._can_skip(state, dit, x, step, sigma):
             state.x_prev = x
-            return state.velocity
+            return (x - state.denoised) / sigma
         velocity = dit(x, t, context, **kwargs)  # [B, C, T, H, W]
         self.stats.evaluations += 1
         if state.model == id(dit) and state.velocity is not None:
@@ -97,25 +114,35 @@ class StepCache:
         else:
             state.rate = None  # a new model (or the first call): the rate must be measured afresh
         state.model, state.x_full, state.x_prev, state.velocity = id(dit), x, x, velocity
+        state.denoised = x - sigma * velocity
         state.accumulated = 0.0
         return velocity
 
     def _state(self, context, t) -> _PassState:
-        key = id(context)
         t_now = float(torch.as_tensor(t).max())
-        state = self._passes.get(key)
-        if state is None or t_now > state.last_t:  # timesteps only fall within a run: a rise starts a new one
-            state = self._passes[key] = _PassState()
-        state.last_t = t_now
-        return state
+        if t_now > self._last_t:  # timesteps only fall within a run: a rise starts a new one
+            self._passes.clear()
+            self._decided.clear()
+        self._last_t = t_now
+        return self._passes.setdefault(id(context), _PassState())
 
-    def _can_skip(self, state: _PassState, dit, x: torch.Tensor, step: int) -> bool:
+    def _sigma(self, step: int, t) -> float:
+        if self.sigmas is not None and step < len(self.sigmas):
+            return self.sigmas[step]
+        return float(torch.as_tensor(t).max()) / 1000  # per-token t: the noisy tokens' level
+
+    def _can_skip(self, state: _PassState, dit, x: torch.Tensor, step: int, sigma: float) -> bool:
         if (self.settings.threshold <= 0 or step not in self.cached_steps or state.rate is None
-                or state.model != id(dit) or state.velocity.shape != x.shape):
+                or state.model != id(dit) or state.velocity.shape != x.shape or sigma < 1e-3):
             return False
         # Input moved since the previous call, relative to the last evaluated input, times the rate.
         state.accumulated += state.rate * _distance(x, state.x_prev) / max(_norm(state.x_full), 1e-12)
-        return state.accumulated < self.settings.threshold
+        # The first pass to reach a step decides for all: guidance scales the difference of the passes,
+        # so a fresh conditional output beside a stale unconditional one is the costliest mix.
+        decided = self._decided.setdefault(step, state.accumulated < self.settings.threshold)
+        if not decided:
+            state.accumulated = 0.0
+        return decided
 
 
 class CachedModel:
@@ -137,12 +164,13 @@ class CachedModel:
         return self.cache(self.dit, x, t, context, **kwargs)
 
 
-def with_step_cache(settings: Optional[StepCacheSettings], num_steps: int, dit, dit_low_noise=None):
+def with_step_cache(settings: Optional[StepCacheSettings], num_steps: int, dit, dit_low_noise=None,
+                    sigmas: Optional[Sequence[float]] = None):
     """(dit, dit_low_noise, cache) ready for `core.sampling.sample`; unchanged models and None
-    when `settings` is None."""
+    when `settings` is None. `sigmas`: the sampler's schedule (see `StepCache`)."""
     if settings is None:
         return dit, dit_low_noise, None
-    cache = StepCache(settings, num_steps)
+    cache = StepCache(settings, num_steps, sigmas)
     return cache.wrap(dit), (cache.wrap(dit_low_noise) if dit_low_noise is not None else None), cache
 
 
