@@ -160,9 +160,9 @@ def _polygon(shape: str, radius: float, angle: float) -> np.ndarray:
     return np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1)
 
 
-def _coverage(shape: str, cx: float, cy: float, radius: float, angle: float) -> np.ndarray:
-    """Fraction of each pixel `[SIZE, SIZE]` the shape covers (supersampled)."""
-    n = SIZE * _SUPERSAMPLE
+def _coverage(shape: str, cx: float, cy: float, radius: float, angle: float, size: int = SIZE) -> np.ndarray:
+    """Fraction of each pixel `[size, size]` the shape covers (supersampled)."""
+    n = size * _SUPERSAMPLE
     coords = (np.arange(n) + 0.5) / _SUPERSAMPLE  # sample positions in pixel units
     px, py = coords[None, :] - cx, coords[:, None] - cy  # [1, n], [n, 1]
     if shape == "circle":
@@ -177,7 +177,7 @@ def _coverage(shape: str, cx: float, cy: float, radius: float, angle: float) -> 
             crosses = (py < y0) != (py < y1)  # [n, 1]
             x_at = x0 + (py - y0) * (x1 - x0) / (y1 - y0)  # [n, 1]
             inside ^= crosses & (px < x_at)
-    return inside.reshape(SIZE, _SUPERSAMPLE, SIZE, _SUPERSAMPLE).mean(axis=(1, 3))
+    return inside.reshape(size, _SUPERSAMPLE, size, _SUPERSAMPLE).mean(axis=(1, 3))
 
 
 def object_state(obj: ObjectSpec, u: float) -> tuple[float, float, float, float]:
@@ -197,15 +197,17 @@ def object_state(obj: ObjectSpec, u: float) -> tuple[float, float, float, float]
     return x, y, radius, angle
 
 
-def render(spec: ClipSpec, frames: int = FRAMES) -> np.ndarray:
-    """uint8 video `[T, H, W, 3]`."""
+def render(spec: ClipSpec, frames: int = FRAMES, size: int = SIZE) -> np.ndarray:
+    """uint8 video `[T, size, size, 3]`; another size draws the same clip at that resolution
+    (the learned latent upsampler's sharp targets)."""
     background = np.array(PALETTE[spec.background], dtype=np.float32)
-    video = np.empty((frames, SIZE, SIZE, 3), dtype=np.float32)
+    scale = size / SIZE  # spec coordinates are in SIZE-pixel units
+    video = np.empty((frames, size, size, 3), dtype=np.float32)
     for t in range(frames):
-        frame = np.broadcast_to(background, (SIZE, SIZE, 3)).copy()  # [H, W, 3]
+        frame = np.broadcast_to(background, (size, size, 3)).copy()  # [H, W, 3]
         for obj in spec.objects:
             x, y, radius, angle = object_state(obj, t / (frames - 1))
-            alpha = _coverage(obj.shape, x, y, radius, angle)[..., None]  # [H, W, 1]
+            alpha = _coverage(obj.shape, x * scale, y * scale, radius * scale, angle, size)[..., None]  # [H, W, 1]
             frame = frame * (1 - alpha) + np.array(PALETTE[obj.colour], dtype=np.float32) * alpha
         video[t] = frame
     return np.rint(video).astype(np.uint8)

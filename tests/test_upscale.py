@@ -185,6 +185,19 @@ def test_training_lowers_the_loss_below_bicubic(vae, tmp_path):
     assert learned < bicubic
 
 
+def test_natively_drawn_small_clips_replace_the_resize(vae, tmp_path):
+    """A renderer can give the small clips itself; given exactly the resized clips, training is the same."""
+    from kinema.core.upscale import resize_video
+
+    config = UpsamplerConfig(channels=16, mid_channels=8, blocks=1)
+    quiet = lambda line: None  # noqa: E731
+    resized = train_upsampler(vae, _clips, tmp_path / "a.safetensors", config=config, steps=3, log=quiet)
+    drawn = train_upsampler(vae, _clips, tmp_path / "b.safetensors", config=config, steps=3, log=quiet,
+                            small_clips=lambda step: resize_video(_clips(step), (16, 24)))
+    for (name, a), b in zip(resized.state_dict().items(), drawn.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
 def test_training_pairs_need_matching_sizes(vae):
     from kinema.core.upscale.train_upsampler import training_pair
 

@@ -46,8 +46,12 @@ def _frames(latents: torch.Tensor) -> torch.Tensor:
 
 def train_upsampler(vae, clips: ClipSource, out: Path, *, config: UpsamplerConfig, steps: int,
                     checkpoint: Optional[Path] = None, checkpoint_every: int = 50, lr: float = 1e-3, seed: int = 0,
-                    progress: Progress = SILENT, log: Callable[[str], None] = print) -> LatentUpsampler:
-    """Train (or resume) and export the model to `out` (.safetensors); returns the trained model."""
+                    small_clips: Optional[ClipSource] = None, progress: Progress = SILENT,
+                    log: Callable[[str], None] = print) -> LatentUpsampler:
+    """Train (or resume) and export the model to `out` (.safetensors); returns the trained model.
+
+    `small_clips`: the same clips drawn natively at 1/scale of the size (a renderer can); without
+    it the small clips are the full ones resized, as real footage must be."""
     out = Path(out)
     checkpoint = Path(checkpoint) if checkpoint is not None else out.with_suffix(".train.pt")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +74,11 @@ def train_upsampler(vae, clips: ClipSource, out: Path, *, config: UpsamplerConfi
     started = time.monotonic()
     while step < steps:
         progress.check()
-        small, target = training_pair(vae, clips(step), config.scale)
+        if small_clips is None:
+            small, target = training_pair(vae, clips(step), config.scale)
+        else:
+            with torch.no_grad():
+                small, target = vae.encode(small_clips(step)), vae.encode(clips(step))
         prediction = model(_frames(small))
         loss = F.mse_loss(prediction, _frames(target))
         optimiser.zero_grad(set_to_none=True)
@@ -99,14 +107,14 @@ def _save_checkpoint(path: Path, model, optimiser, step: int, config: UpsamplerC
 
 # ---- the demo model --------------------------------------------------------------------------------
 
-def demo_clips(batch: int, seed: int = 0) -> ClipSource:
-    """Clips of the demo dataset (rendered on the fly): the same batch for the same step."""
+def demo_clips(batch: int, size: int, seed: int = 0) -> ClipSource:
+    """Clips of the demo dataset rendered at `size` px: the same clips for the same step at any size."""
     from ...demo.dataset import render, sample_training_spec, to_model_range  # demo data, only for this script
     import numpy as np
 
     def clips(step: int) -> torch.Tensor:
         rng = np.random.default_rng([seed, step])
-        return torch.stack([to_model_range(render(sample_training_spec(rng))) for _ in range(batch)])
+        return torch.stack([to_model_range(render(sample_training_spec(rng), size=size)) for _ in range(batch)])
 
     return clips
 
@@ -134,7 +142,13 @@ def main(argv=None) -> None:
     config = UpsamplerConfig(channels=vae.config.z_dim, mid_channels=args.mid_channels, blocks=args.blocks)
     # The resumable training state stays in the git-ignored runs/ folder; only the export ships.
     checkpoint = root / "runs" / "latent_upscale" / (out.stem + ".train.pt")
-    train_upsampler(vae, demo_clips(args.batch), out, config=config, steps=args.steps, checkpoint=checkpoint)
+    # Pairs: the demo's 64 px clips and the same clips drawn sharp at 128 px (what the DiT's 64 px
+    # latents should become), not a resize of either.
+    from ...demo.dataset import SIZE
+
+    full = round(SIZE * config.scale)
+    train_upsampler(vae, demo_clips(args.batch, full), out, config=config, steps=args.steps, checkpoint=checkpoint,
+                    small_clips=demo_clips(args.batch, SIZE))
     print(f"wrote {out}")
 
 
