@@ -86,11 +86,12 @@ def main(argv=None) -> None:
         step += 1
         if step % 10 == 0:
             run.log(f"step {step} loss {loss.item():.4f} mse {mse.item():.5f} lr {lr:.2e}")
+        if step == args.steps:  # export before the last checkpoint: a finished checkpoint means a shipped file
+            shipped = {**network.state_dict(), **{k: v for k, v in ema.items() if is_decoder_side(k)}}
+            save_safetensors(shipped, VAE_FILE, metadata={"kinema": "demo VAE (Wan2.1 architecture), decoder fine-tuned"})
+            run.log(f"exported the EMA decoder at step {step} to {VAE_FILE.name}")
         if timer.due() or step == args.steps:
             run.save(checkpoint(network, optimizer, ema, step, args), step)
-    shipped = {**network.state_dict(), **{k: v for k, v in ema.items() if is_decoder_side(k)}}
-    save_safetensors(shipped, VAE_FILE, metadata={"kinema": "demo VAE (Wan2.1 architecture), decoder fine-tuned"})
-    run.log(f"exported the EMA decoder at step {step} to {VAE_FILE.name}")
 
 
 if __name__ == "__main__":

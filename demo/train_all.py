@@ -1,4 +1,4 @@
-"""Build the whole demo model, or continue building it: text encoder, then VAE, then DiT.
+"""Build the whole demo model, or continue building it: text encoder, VAE, decoder fine-tune, DiT.
 
     nice -n 10 python -m kinema.demo.train_all
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from . import text_encoder, train_dit, train_vae
+from . import finetune_decoder, text_encoder, train_dit, train_vae
 from .files import TEXT_FILE
 
 
@@ -19,6 +19,7 @@ def main(argv=None) -> None:
     if not TEXT_FILE.is_file():
         text_encoder.main([])
     train_vae.main(["--resume"])
+    finetune_decoder.main(["--resume"])
     train_dit.main(["--resume", *dit_args])
 
 
