@@ -21,7 +21,8 @@ from safetensors.torch import load_file
 from ..core.vae.network import WanVAENetwork
 from .files import RUNS, VAE_FILE
 from .train_vae import DEMO_VAE, decode, encode, training_batch
-from .training import RunDir, Timer, checkpoint, ema_update, save_safetensors, start_or_resume, step_generator
+from .training import (Timer, add_run_arguments, checkpoint, ema_update, open_run, save_safetensors, start_or_resume,
+                       step_generator)
 
 DECODER_SIDE = ("decoder.", "conv2.")
 
@@ -47,14 +48,10 @@ def main(argv=None) -> None:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--latent-noise", type=float, default=0.05, help="std of noise on normalised latents")
     parser.add_argument("--seed", type=int, default=1)  # not the VAE run's seed: other clips
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of the run")
-    parser.add_argument("--run", default="vae_decoder", help="run folder name under demo_model/runs/")
-    parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    add_run_arguments(parser, run="vae_decoder")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
 
-    run = RunDir(RUNS / args.run)
+    run = open_run(args, RUNS)
     start_file = run.path / "start_vae.safetensors"  # the VAE as it was before this pass (what resumes build on)
     if not start_file.exists():
         save_safetensors(load_file(str(VAE_FILE)), start_file)

@@ -28,7 +28,8 @@ from .finetune_decoder import encoder_sha256
 from .latent_pool import LatentPool
 from .files import DIT_FILE, RUNS, TEXT_FILE, VAE_FILE
 from .text_encoder import DEMO_UMT5
-from .training import RunDir, Timer, checkpoint, ema_update, save_safetensors, start_or_resume, step_generator
+from .training import (RunDir, Timer, add_run_arguments, checkpoint, ema_update, open_run, save_safetensors,
+                       start_or_resume, step_generator)
 
 # 16x5x8x8 latents -> 5x4x4 = 80 tokens. head_dim 32 is not Wan's 128 and text_len 32 is not its
 # 512, so the shipped config.json tells load_dit both. Captions are at most ~21 tokens; padding
@@ -99,24 +100,19 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--ema", type=float, default=0.9995)
     parser.add_argument("--seed", type=int, default=0)
-    # One thread: with cores shared between processes, OpenMP workers spin waiting for each other.
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--pool-start", type=int, default=1024, help="clips encoded before the first step")
     parser.add_argument("--pool-max", type=int, default=40960)
     parser.add_argument("--pool-growth", type=int, default=16, help="clips added every --pool-every steps")
     parser.add_argument("--pool-every", type=int, default=16)
     parser.add_argument("--direction-weight", type=float, default=3.0,
                         help="sampling weight of single-object straight-line clips relative to the others")
-    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of the run")
-    parser.add_argument("--run", default="dit", help="run folder name under demo_model/runs/")
     parser.add_argument("--init-from", default=None, metavar="RUN",
                         help="start a new run from the weights, EMA and step of RUN's latest checkpoint (and use its "
                              "latent pool); the learning rate warms up again")
-    parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    add_run_arguments(parser, run="dit")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
 
-    run = RunDir(RUNS / args.run)
+    run = open_run(args, RUNS)
     vae = load_vae(VAE_FILE)
     text_encoder = load_text_encoder(TEXT_FILE)
 

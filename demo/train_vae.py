@@ -30,7 +30,8 @@ from ..core.vae.config import WAN21_LATENT_MEAN, WAN21_LATENT_STD, VAEConfig
 from ..core.vae.network import WanVAENetwork
 from . import dataset
 from .files import DEMO_MODEL, RUNS, VAE_FILE
-from .training import RunDir, Timer, checkpoint, ema_update, save_safetensors, start_or_resume, step_generator
+from .training import (RunDir, Timer, add_run_arguments, checkpoint, ema_update, open_run, save_safetensors,
+                       start_or_resume, step_generator)
 
 # 64x64 px -> 8x8 latent, 17 frames -> 5; narrow stages (8/16/32/32 channels) are plenty for flat shapes.
 DEMO_VAE = VAEConfig("2.1", 16, 8, 8, (1, 2, 4, 4), 1, (False, True, True), 1, WAN21_LATENT_MEAN, WAN21_LATENT_STD)
@@ -145,19 +146,14 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
-    # One thread: with cores shared between processes, OpenMP workers spin waiting for each other.
-    parser.add_argument("--threads", type=int, default=1)
     # Convolutions do not care about the frame size: most steps train on 32x32 crops (4x cheaper),
     # the last ones on whole frames so the mid-block attention sees the full 8x8 latent.
     parser.add_argument("--crop", type=int, default=32)
     parser.add_argument("--full-frames-from", type=float, default=0.9, help="fraction of the run")
-    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of the run")
-    parser.add_argument("--run", default="vae", help="run folder name under demo_model/runs/")
-    parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    add_run_arguments(parser, run="vae")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
 
-    run = RunDir(RUNS / args.run)
+    run = open_run(args, RUNS)
     network = build_network(args.seed)
     optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=0.0)
     ema, step, _ = start_or_resume(run, network, optimizer, args.resume)

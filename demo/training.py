@@ -47,6 +47,21 @@ class RunDir:
             f.write(stamped + "\n")
 
 
+def add_run_arguments(parser, run: str) -> None:
+    """The options every demo trainer takes: threads, resume, run folder, checkpoint cadence."""
+    # One thread by default: with cores shared between processes, OpenMP workers spin waiting for each other.
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of the run")
+    parser.add_argument("--run", default=run, help="run folder name under demo_model/runs/")
+    parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
+
+
+def open_run(args, runs: Path) -> "RunDir":
+    """Apply the thread count and open the run folder named by `add_run_arguments`' options."""
+    torch.set_num_threads(args.threads)
+    return RunDir(runs / args.run)
+
+
 class Timer:
     """True every `seconds` of wall time (checkpoint cadence)."""
 
