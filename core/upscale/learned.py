@@ -110,6 +110,7 @@ def save_upsampler(model: LatentUpsampler, path: Union[str, os.PathLike], *, rep
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
     tensors = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(tensors, str(tmp), metadata={"format": FORMAT, "config": json.dumps(asdict(model.config))})
+    tmp.chmod(0o644)  # safetensors creates owner-only files; a model file is for every user of the machine
     os.replace(tmp, path)
     return path
 
