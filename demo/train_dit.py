@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from ..core.dit.config import DiTConfig
 from ..core.dit.model import WanDiT
+from ..core.sampling.schedules import shift_sigmas
 from ..core.text import load_text_encoder
 from ..core.vae import load_vae
 from . import dataset
@@ -104,6 +105,9 @@ def main(argv=None) -> None:
     parser.add_argument("--pool-max", type=int, default=40960)
     parser.add_argument("--pool-growth", type=int, default=16, help="clips added every --pool-every steps")
     parser.add_argument("--pool-every", type=int, default=16)
+    parser.add_argument("--t-shift", type=float, default=2.0,
+                        help="shift applied to the logit-normal noise levels, as the sampler shifts its schedule "
+                             "(the demo samples with shift 2): more training where the layout and motion are decided")
     parser.add_argument("--direction-weight", type=float, default=3.0,
                         help="sampling weight of single-object straight-line clips relative to the others")
     parser.add_argument("--init-from", default=None, metavar="RUN",
@@ -129,7 +133,9 @@ def main(argv=None) -> None:
         warmup_start = step
         run.log(f"started from {args.init_from} at step {step} (its args: {source['args']})")
     # A run started --init-from another keeps using that run's latent pool, resumed or not.
-    pool_run = (state["args"].get("init_from") if state else args.init_from) or args.run
+    pool_run = args.init_from or args.run
+    if state is not None:
+        pool_run = state.get("pool_run", state["args"].get("init_from") or pool_run)
     pool = LatentPool(RUNS / pool_run / "pool", vae, encoder_sha256(VAE_FILE), args.seed)
     while len(pool) < args.pool_start:
         pool.grow(min(64, args.pool_start - len(pool)))
@@ -150,6 +156,7 @@ def main(argv=None) -> None:
         captions = ["" if rng.random() < CAPTION_DROPOUT else dataset.caption(s, rng) for s in specs]
         context = [c.clone() for c in text_encoder.encode(captions)]  # out of inference mode, for autograd
         t = torch.sigmoid(torch.randn(args.batch, generator=gen))  # logit-normal noise level in (0, 1)
+        t = torch.from_numpy(shift_sigmas(t.numpy(), args.t_shift))  # Wan's shift: towards 1
         noise = torch.randn(x0.shape, generator=gen)
         tb = t.view(-1, 1, 1, 1, 1)
         x_t = (1 - tb) * x0 + tb * noise
@@ -171,7 +178,8 @@ def main(argv=None) -> None:
             run.log(f"step {step} loss {smoothed:.4f} grad {grad_norm:.2f} lr {lr:.1e} pool {len(pool)} "
                     f"{rate:.2f} steps/s")
         if timer.due() or step == args.steps:
-            run.save(checkpoint(model, optimizer, ema, step, args, warmup_start=warmup_start), step)
+            run.save(checkpoint(model, optimizer, ema, step, args, warmup_start=warmup_start,
+                                pool_run=pool_run), step)
             export(model, ema)
             run.log(f"checkpoint + exported EMA weights at step {step}")
 
