@@ -93,6 +93,24 @@ def export(model: WanDiT, ema: dict[str, torch.Tensor], path=DIT_FILE) -> None:
     tmp.replace(config)
 
 
+def start(run: RunDir, model: WanDiT, optimizer, args) -> tuple[dict, int, int, str]:
+    """(EMA weights, step, step the learning-rate warmup counts from, run whose latent pool to use):
+    resumed from the run's own checkpoint, started from another run's (--init-from), or fresh."""
+    ema, step, state = start_or_resume(run, model, optimizer, args.resume)
+    if state is not None:
+        # A run started --init-from another keeps that run's latent pool, resumed or not.
+        pool_run = state.get("pool_run", state["args"].get("init_from") or args.init_from or args.run)
+        return ema, step, state.get("warmup_start", 0), pool_run
+    if not args.init_from:
+        return ema, step, 0, args.run
+    source = RunDir(RUNS / args.init_from).latest()
+    if source is None:
+        raise SystemExit(f"--init-from {args.init_from}: {RUNS / args.init_from} holds no checkpoint")
+    model.load_state_dict(source["model"])
+    run.log(f"started from {args.init_from} at step {source['step']} (its args: {source['args']})")
+    return source["ema"], source["step"], source["step"], args.init_from
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Train the demo DiT.")
     parser.add_argument("--steps", type=int, default=30000)
@@ -122,20 +140,7 @@ def main(argv=None) -> None:
 
     model = build_dit(args.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    ema, step, state = start_or_resume(run, model, optimizer, args.resume)
-    warmup_start = state.get("warmup_start", 0) if state else 0
-    if state is None and args.init_from:
-        source = RunDir(RUNS / args.init_from).latest()
-        if source is None:
-            raise SystemExit(f"--init-from {args.init_from}: {RUNS / args.init_from} holds no checkpoint")
-        model.load_state_dict(source["model"])
-        ema, step = source["ema"], source["step"]
-        warmup_start = step
-        run.log(f"started from {args.init_from} at step {step} (its args: {source['args']})")
-    # A run started --init-from another keeps using that run's latent pool, resumed or not.
-    pool_run = args.init_from or args.run
-    if state is not None:
-        pool_run = state.get("pool_run", state["args"].get("init_from") or pool_run)
+    ema, step, warmup_start, pool_run = start(run, model, optimizer, args)
     pool = LatentPool(RUNS / pool_run / "pool", vae, encoder_sha256(VAE_FILE), args.seed)
     while len(pool) < args.pool_start:
         pool.grow(min(64, args.pool_start - len(pool)))
