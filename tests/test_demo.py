@@ -15,10 +15,6 @@ needs_weights = pytest.mark.skipif(
 )
 
 
-# The shipped DiT is an early checkpoint of a run still in progress (issue 5): it makes videos, but
-# does not yet follow colour and direction reliably. Not strict, so the test reports XPASS once it does;
-# remove the mark when training is finished and the held-out evaluation meets its targets.
-@pytest.mark.xfail(reason="demo DiT still training (early checkpoint shipped); see demo/README.md", strict=False)
 @needs_weights
 @pytest.mark.parametrize("prompt, expected", [
     ("a red circle moving to the right on a blue background", ("red", "blue", "right")),
@@ -76,5 +72,4 @@ def test_demo_workflow_runs_on_the_shipped_model(tmp_path, capsys):
     frames = read_video(path).frames.numpy()  # [T, H, W, 3] uint8
     assert frames.shape == (17, 64, 64, 3)
     reading = scoring.read_video(frames)
-    # Colours only: motion direction is what the demo DiT does not follow reliably yet (see the xfail above).
-    assert (reading.object_colour, reading.background) == ("red", "blue"), reading
+    assert (reading.object_colour, reading.background, reading.direction) == ("red", "blue", "right"), reading.travel
