@@ -139,10 +139,7 @@ class StepCache:
         state.accumulated += state.rate * _distance(x, state.x_prev) / max(_norm(state.x_full), 1e-12)
         # The first pass to reach a step decides for all: guidance scales the difference of the passes,
         # so a fresh conditional output beside a stale unconditional one is the costliest mix.
-        decided = self._decided.setdefault(step, state.accumulated < self.settings.threshold)
-        if not decided:
-            state.accumulated = 0.0
-        return decided
+        return self._decided.setdefault(step, state.accumulated < self.settings.threshold)
 
 
 class CachedModel:
