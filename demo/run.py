@@ -105,7 +105,12 @@ def run_demo(args: argparse.Namespace) -> int:
     out = out or unused_output_path(Path("output"))
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    import logging
+
     import torch
+
+    if not getattr(args, "verbose", False):  # the demo DiT is knowingly no released size: no notice about it
+        logging.getLogger("kinema.core.dit.config").setLevel(logging.WARNING)
 
     # The model is so small that a second thread gains little, and on shared cores OpenMP threads
     # waiting for each other made sampling 25x slower (measured), so run single-threaded.
