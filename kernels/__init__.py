@@ -10,7 +10,7 @@ from .attention import (
     get_backend,
     register_backend,
 )
-from .rope import apply_rope, rope_axis_dims, rope_cos_sin
+from .rope import apply_rope, rope_axis_dims, rope_cos_sin, rope_rotation
 from .sparse3d import SparseWindow, sparse3d_attention  # importing registers the "sparse3d" backend
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "apply_rope",
     "rope_axis_dims",
     "rope_cos_sin",
+    "rope_rotation",
     "SparseWindow",
     "sparse3d_attention",
 ]

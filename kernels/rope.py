@@ -41,14 +41,24 @@ def rope_cos_sin(
     return angles.cos().float().to(device), angles.sin().float().to(device)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, in_place: bool = False) -> torch.Tensor:
-    """Rotate adjacent pairs of `x` `[B, L, H, D]` by angles `[L, D/2]`; returns x's dtype.
+def rope_rotation(
+    grid: tuple[int, int, int], head_dim: int, device=None, theta: float = 10000.0
+) -> torch.Tensor:
+    """The rotations of `rope_cos_sin` as unit complex numbers `[F*H*W, head_dim/2]` (complex64):
+    built once per grid, what `apply_rope` multiplies by."""
+    cos, sin = rope_cos_sin(grid, head_dim, device=device, theta=theta)
+    return torch.complex(cos, sin)
+
+
+def apply_rope(x: torch.Tensor, rotation: torch.Tensor, in_place: bool = False) -> torch.Tensor:
+    """Rotate adjacent pairs of `x` `[B, L, H, D]` by `rotation` `[L, D/2]` (`rope_rotation`);
+    returns x's dtype.
 
     `in_place=True` may overwrite x (when it is contiguous float32): saves a buffer the size of x.
     """
     # Each pair as one complex number: the rotation is a single complex multiply, one pass over x
     # (the real-arithmetic form takes six half-size passes and a stack); same float32 numbers.
     pairs = torch.view_as_complex(x.float().contiguous().unflatten(-1, (-1, 2)))  # [B, L, H, D/2] complex64
-    rotation = torch.complex(cos, sin)[None, :, None, :]  # [1, L, 1, D/2]
+    rotation = rotation[None, :, None, :]  # [1, L, 1, D/2]
     rotated = pairs.mul_(rotation) if in_place else pairs * rotation
     return torch.view_as_real(rotated).flatten(-2).to(x.dtype)

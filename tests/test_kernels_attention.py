@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from kinema.kernels import AttentionUnavailable, apply_rope, attention, available_backends, rope_axis_dims, rope_cos_sin
+from kinema.kernels import (AttentionUnavailable, apply_rope, attention, available_backends, rope_axis_dims,
+                            rope_rotation)
 
 
 def naive_attention(q, k, v):  # [B, L, H, D]
@@ -41,8 +42,7 @@ def test_rope_axis_split_matches_wan():
 def test_rope_matches_complex_reference():
     grid, d = (3, 4, 5), 128
     x = torch.randn(1, 60, 2, d, dtype=torch.float64)
-    cos, sin = rope_cos_sin(grid, d)
-    ours = apply_rope(x.float(), cos, sin)
+    ours = apply_rope(x.float(), rope_rotation(grid, d))
     # Independent reference: complex multiplication with per-axis polar tables (float64).
     dt, dh, dw = rope_axis_dims(d)
 

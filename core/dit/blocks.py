@@ -46,7 +46,7 @@ class BlockInputs(NamedTuple):
     e0: TimeModulation
     text: torch.Tensor  # [B, 512, dim] compute dtype
     image: Optional[torch.Tensor]  # [B, 257 or 514, dim] compute dtype
-    rope: tuple[torch.Tensor, torch.Tensor]
+    rope: torch.Tensor  # [L, D/2] complex rotations (kernels.rope.rope_rotation)
     backend: str
     # Per-layer self-attention choice, layer index -> (backend, options), e.g. sparse3d from a
     # kernels.sparse3d.SparseSchedule; None = `backend` everywhere (see WanDiT.set_attention_policy).
@@ -61,12 +61,12 @@ class SelfAttention(nn.Module):
         self.norm_q, self.norm_k = RMSNorm(dim, eps), RMSNorm(dim, eps)
 
     def forward(
-        self, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], backend: str, options: Optional[dict] = None
+        self, h: torch.Tensor, rope: torch.Tensor, backend: str, options: Optional[dict] = None
     ) -> torch.Tensor:
         heads = (self.num_heads, -1)
         in_place = not torch.is_grad_enabled()  # the fresh q/k buffers are reused unless autograd needs them
-        q = apply_rope(self.norm_q(self.q(h), in_place).unflatten(-1, heads), *rope, in_place=in_place)  # [B, L, H, D]
-        k = apply_rope(self.norm_k(self.k(h), in_place).unflatten(-1, heads), *rope, in_place=in_place)  # [B, L, H, D]
+        q = apply_rope(self.norm_q(self.q(h), in_place).unflatten(-1, heads), rope, in_place=in_place)  # [B, L, H, D]
+        k = apply_rope(self.norm_k(self.k(h), in_place).unflatten(-1, heads), rope, in_place=in_place)  # [B, L, H, D]
         v = self.v(h).unflatten(-1, heads)  # [B, L, H, D]
         return self.o(attention(q, k, v, backend=backend, **(options or {})).flatten(2))  # [B, L, dim]
 
@@ -119,7 +119,7 @@ class Block(nn.Module):
         e0: TimeModulation,  # 6 rows: shift/scale/gate for self-attention, then for the FFN
         text: torch.Tensor,  # [B, 512, dim] compute dtype
         image: Optional[torch.Tensor],  # [B, 257 or 514, dim] compute dtype
-        rope: tuple[torch.Tensor, torch.Tensor],
+        rope: torch.Tensor,
         backend: str,
         self_attention: Optional[Callable[[int], tuple[str, dict]]] = None,
     ) -> torch.Tensor:

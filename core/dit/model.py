@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from ...kernels.attention import get_backend
-from ...kernels.rope import rope_cos_sin
+from ...kernels.rope import rope_rotation
 from ..layers import Linear
 from .blocks import Block, BlockInputs, Head, TimeModulation
 from .config import DiTConfig
@@ -48,7 +48,7 @@ class WanDiT(nn.Module):
         self.attention_backend = "sdpa"
         self.set_attention(attention)
         self.attention_policy: Optional[AttentionPolicy] = None
-        self._rope_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._rope_cache: dict[tuple, torch.Tensor] = {}
 
     def set_attention(self, backend: str) -> None:
         """Choose the attention backend (`sdpa`, `flash`, `sage`, `auto`, ...); unknown names raise."""
@@ -183,12 +183,12 @@ class WanDiT(nn.Module):
             raise ValueError(f"clip_fea shape {tuple(clip_fea.shape)}; expected [{batch}, {expected_tokens}, {c.image_dim}]")
         return self.img_emb(clip_fea, self.compute_dtype)  # [B, N, dim]
 
-    def _rope(self, grid: tuple[int, int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rope(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
         key = (grid, str(device))
         if key not in self._rope_cache:
             if len(self._rope_cache) >= _ROPE_CACHE_SIZE:
                 self._rope_cache.pop(next(iter(self._rope_cache)))
-            self._rope_cache[key] = rope_cos_sin(grid, self.config.head_dim, device=device)  # [L, D/2] each
+            self._rope_cache[key] = rope_rotation(grid, self.config.head_dim, device=device)  # [L, D/2] complex
         return self._rope_cache[key]
 
     # --- output --------------------------------------------------------------------------------
