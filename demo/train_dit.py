@@ -149,15 +149,18 @@ def main(argv=None) -> None:
     timer = Timer(60 * args.checkpoint_minutes)
     smoothed, started, first_step = None, time.time(), step
     weights: list[float] = []  # clip_weight of pool clip i
+    p = np.zeros(0)  # sampling probabilities of the pool's clips, rebuilt when the pool grows
     model.train()
     while step < args.steps:
         if step % args.pool_every == 0 and len(pool) < args.pool_max:
             pool.grow(args.pool_growth)
         rng = np.random.default_rng([args.seed, step])
         gen = step_generator(args.seed, step)
-        weights.extend(clip_weight(s, args.direction_weight) for s in pool.specs[len(weights):])
-        p = np.asarray(weights)
-        x0, specs = pool.batch(rng.choice(len(pool), size=args.batch, p=p / p.sum()))  # [B, z, T, h, w]
+        if len(weights) < len(pool):
+            weights.extend(clip_weight(s, args.direction_weight) for s in pool.specs[len(weights):])
+            p = np.asarray(weights)
+            p = p / p.sum()
+        x0, specs = pool.batch(rng.choice(len(pool), size=args.batch, p=p))  # [B, z, T, h, w]
         captions = ["" if rng.random() < CAPTION_DROPOUT else dataset.caption(s, rng) for s in specs]
         context = [c.clone() for c in text_encoder.encode(captions)]  # out of inference mode, for autograd
         t = torch.sigmoid(torch.randn(args.batch, generator=gen))  # logit-normal noise level in (0, 1)
