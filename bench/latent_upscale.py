@@ -8,7 +8,7 @@ from that sigma at 128x128 -> decode. Reported from the pixels:
   (acceptance: >= 25 dB): the refine must not change what the video shows;
 - sharpness: variance of the Laplacian of the refined video's luma, against the same for a bicubic
   x2 of the decoded base video (acceptance: higher).
-The `model` method needs a trained upsampler (python -m kinema.core.upscale.train_upsampler).
+The `model` method needs a trained upsampler (python -m kinema.demo.train_upsampler).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Build the whole demo model, or continue building it: text encoder, VAE, decoder fine-tune, DiT.
+"""Build the whole demo model, or continue building it: text encoder, VAE, decoder fine-tune, latent
+upsampler, DiT.
 
     nice -n 10 python -m kinema.demo.train_all
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from . import finetune_decoder, text_encoder, train_dit, train_vae
+from . import finetune_decoder, text_encoder, train_dit, train_upsampler, train_vae
 from .files import TEXT_FILE
 
 
@@ -20,6 +21,7 @@ def main(argv=None) -> None:
         text_encoder.main([])
     train_vae.main(["--resume"])
     finetune_decoder.main(["--resume"])
+    train_upsampler.main([])  # always resumes; it encodes with the VAE encoder, which the fine-tune leaves alone
     train_dit.main(["--resume", *dit_args])
 
 

@@ -13,7 +13,7 @@ from kinema.core.checkpoints.io import CheckpointError
 from kinema.core.longvideo import write_video
 from kinema.core.upscale import (LatentUpsampler, StreamingEncoder, UpsamplerConfig, interpolate_latents,
                                  load_upsampler, resize_video, save_upsampler, upscaled_size, vae_upscale)
-from kinema.core.upscale.train_upsampler import train_upsampler
+from kinema.core.upscale.training import train_upsampler
 from kinema.core.vae import load_vae
 from kinema.core.video import read_video
 from tiny_vae import save_tiny_vae
@@ -173,7 +173,7 @@ def test_training_resumes_to_the_same_weights(vae, tmp_path):
 
 
 def test_training_lowers_the_loss_below_bicubic(vae, tmp_path):
-    from kinema.core.upscale.train_upsampler import _frames, training_pair
+    from kinema.core.upscale.training import _frames, training_pair
 
     config = UpsamplerConfig(channels=16, mid_channels=16, blocks=1)
     model = train_upsampler(vae, _clips, tmp_path / "c.safetensors", config=config, steps=30, lr=3e-3,
@@ -199,7 +199,7 @@ def test_natively_drawn_small_clips_replace_the_resize(vae, tmp_path):
 
 
 def test_training_pairs_need_matching_sizes(vae):
-    from kinema.core.upscale.train_upsampler import training_pair
+    from kinema.core.upscale.training import training_pair
 
     with pytest.raises(ValueError, match="do not make an x2.0 pair"):
         training_pair(vae, torch.zeros(1, 3, 1, 24, 40), 2.0)

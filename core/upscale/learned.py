@@ -21,7 +21,8 @@ from ..checkpoints.io import CheckpointError
 from .latent_interp import check_latents, upscaled_size
 
 FORMAT = "kinema_latent_upsampler"
-TRAIN_HINT = "train one with `python -m kinema.core.upscale.train_upsampler` (needs the demo model or a VAE + clips)"
+TRAIN_HINT = ("train one with `python -m kinema.demo.train_upsampler` (the demo model's) or, for any VAE and your "
+              "own clips, `kinema.core.upscale.training.train_upsampler`")
 
 
 @dataclass(frozen=True)

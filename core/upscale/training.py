@@ -1,19 +1,17 @@
-"""Train a small latent upsampler for one VAE's latent space.
+"""Train a small latent upsampler for one VAE's latent space (any VAE, any clips).
 
 A training pair is (VAE-encode of a clip shrunk by the scale, VAE-encode of the clip itself), so
 the network learns what encoding a sharper video adds beyond resizing the small latent. Training
 resumes from its checkpoint (written atomically every `checkpoint_every` steps): a run can be
-stopped at any time and started again with the same command.
-
-    python -m kinema.core.upscale.train_upsampler            # the demo model (demo_model/ must exist)
+stopped at any time and started again with the same call. The demo model's upsampler is trained
+by `python -m kinema.demo.train_upsampler`, which feeds this the demo's clips.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -103,54 +101,3 @@ def _save_checkpoint(path: Path, model, optimiser, step: int, config: UpsamplerC
     torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
                 "config": list(vars(config).values())}, tmp)
     os.replace(tmp, path)
-
-
-# ---- the demo model --------------------------------------------------------------------------------
-
-def demo_clips(batch: int, size: int, seed: int = 0) -> ClipSource:
-    """Clips of the demo dataset rendered at `size` px: the same clips for the same step at any size."""
-    from ...demo.dataset import render, sample_training_spec, to_model_range  # demo data, only for this script
-    import numpy as np
-
-    def clips(step: int) -> torch.Tensor:
-        rng = np.random.default_rng([seed, step])
-        return torch.stack([to_model_range(render(sample_training_spec(rng), size=size)) for _ in range(batch)])
-
-    return clips
-
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--demo-model", default="demo_model", help="the demo model folder (holds vae/)")
-    parser.add_argument("--out", default=None, help="output .safetensors (default: "
-                        "<demo-model>/latent_upscale_models/kinema_demo_latent_upscale_x2.safetensors)")
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--mid-channels", type=int, default=48)
-    parser.add_argument("--blocks", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (the machine is shared)")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    from ..vae import load_vae
-
-    root = Path(args.demo_model)
-    vae_files = sorted((root / "vae").glob("*.safetensors"))
-    if not vae_files:
-        raise SystemExit(f"no VAE in {root / 'vae'}; train the demo model first (python -m kinema.demo.train_vae).")
-    vae = load_vae(vae_files[0])
-    out = Path(args.out or root / "latent_upscale_models" / "kinema_demo_latent_upscale_x2.safetensors")
-    config = UpsamplerConfig(channels=vae.config.z_dim, mid_channels=args.mid_channels, blocks=args.blocks)
-    # The resumable training state stays in the git-ignored runs/ folder; only the export ships.
-    checkpoint = root / "runs" / "latent_upscale" / (out.stem + ".train.pt")
-    # Pairs: the demo's 64 px clips and the same clips drawn sharp at 128 px (what the DiT's 64 px
-    # latents should become), not a resize of either.
-    from ...demo.dataset import SIZE
-
-    full = round(SIZE * config.scale)
-    train_upsampler(vae, demo_clips(args.batch, full), out, config=config, steps=args.steps, checkpoint=checkpoint,
-                    small_clips=demo_clips(args.batch, SIZE))
-    print(f"wrote {out}")
-
-
-if __name__ == "__main__":
-    main()
