@@ -79,9 +79,8 @@ def build_dit(seed: int) -> WanDiT:
 
 
 def velocity(model: WanDiT, x: torch.Tensor, t: torch.Tensor, context: list[torch.Tensor]) -> torch.Tensor:
-    """The model's forward WITH gradients: `WanDiT.forward` is wrapped in no_grad for inference,
-    `__wrapped__` is the same code without that wrapper."""
-    return WanDiT.forward.__wrapped__(model, x, t, context)
+    """The model's forward with gradients (the DiT is grad-neutral: inference callers turn them off)."""
+    return model(x, t, context)
 
 
 def export(model: WanDiT, ema: dict[str, torch.Tensor], path=DIT_FILE) -> None:

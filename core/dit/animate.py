@@ -13,6 +13,7 @@ import torch
 
 from .blocks import BlockInputs
 from .config import DiTConfig
+from .context import PreparedContext
 from .embeddings import PatchEmbedding
 from .face_blocks import FaceAdapter, FaceEncoder
 from .model import WanDiT
@@ -44,8 +45,9 @@ class WanAnimate(WanDiT):
         tokens = self.face_encoder(motion.to(self.compute_dtype))  # [B, F', heads + 1, dim]
         return torch.cat([torch.zeros_like(tokens[:, :1]), tokens], dim=1)  # reference slot first
 
-    def _transformer(self, tokens: torch.Tensor, shared: BlockInputs, grid: tuple[int, int, int], *,
-                     pose_latents: torch.Tensor = None, face_pixels: torch.Tensor = None) -> torch.Tensor:
+    def _transformer(self, tokens: torch.Tensor, context: PreparedContext, shared: BlockInputs,
+                     grid: tuple[int, int, int], *, pose_latents: torch.Tensor = None,
+                     face_pixels: torch.Tensor = None) -> torch.Tensor:
         c, a = self.config, self.config.animate
         frames, height, width = grid
         if pose_latents is None or face_pixels is None:
@@ -62,8 +64,8 @@ class WanAnimate(WanDiT):
         if motion.shape[1] != frames:
             raise ValueError(f"face_pixels has {face_pixels.shape[2]} frames, which give {motion.shape[1] - 1} latent "
                              f"frames; the clip has {frames - 1}: pass {4 * (frames - 2) + 1} face frames")
-        for i, block in enumerate(self.blocks):
-            tokens = block(tokens, *shared)
+        for i, (block, keys_values) in enumerate(zip(self.blocks, context.blocks)):
+            tokens = block(tokens, keys_values, shared)
             if i % a.face_every == 0:
                 tokens = tokens + self.face_adapter.fuser_blocks[i // a.face_every](tokens, motion, shared.backend)
         return tokens

@@ -14,43 +14,68 @@ import torch.nn as nn
 from ...kernels.attention import attention
 from ...kernels.rope import apply_rope
 from ..layers import Linear
+from .compile import compiled
 from .norms import LayerNorm32, RMSNorm
+
+
+# The rows of the modulation tables (official `modulation`, diffusers `scale_shift_table`), in stored
+# order. diffusers calls the block's rows shift_msa, scale_msa, gate_msa, c_shift_msa, c_scale_msa,
+# c_gate_msa. A row named "*scale" holds scale + 1 once looked up (see `TimeModulation.table`).
+BLOCK_MODULATION = ("attn_shift", "attn_scale", "attn_gate", "ffn_shift", "ffn_scale", "ffn_gate")
+HEAD_MODULATION = ("shift", "scale")
 
 
 class TimeModulation:
     """Per-block modulation looked up for every token without materialising `[B, L, 6, dim]`.
 
     The time MLPs run once per DISTINCT timestep (`values` `[U, k, dim]`); `index` `[B, Lt]` picks
-    each sample's (Lt = 1) or each token's (Lt = L, Wan2.2 per-token timesteps) row.
+    each sample's (Lt = 1) or each token's (Lt = L, Wan2.2 per-token timesteps) row. A table made
+    by `table` also knows its rows' names (`mod["attn_gate"]`).
     """
 
-    def __init__(self, values: torch.Tensor, index: torch.Tensor):
+    def __init__(self, values: torch.Tensor, index: torch.Tensor, names: tuple[str, ...] = ()):
         self.values = values  # [U, k, dim] float32
         self.index = index  # [B, Lt] long
+        self.names = names
 
-    def table(self, parameter: torch.Tensor, scale_rows: tuple[int, ...]) -> "TimeModulation":
-        """`parameter [1, k, dim] + values`, with 1 pre-added to the scale rows (saves a pass per use)."""
+    def table(self, parameter: torch.Tensor, names: tuple[str, ...]) -> "TimeModulation":
+        """`parameter [1, k, dim] + values`, rows named `names`, with 1 pre-added to the scale rows
+        (saves a pass per use)."""
         table = parameter.float() + self.values  # [U, k, dim]
-        table[:, list(scale_rows)] += 1.0
-        return TimeModulation(table, self.index)
+        table[:, [i for i, name in enumerate(names) if name.endswith("scale")]] += 1.0
+        return TimeModulation(table, self.index, names)
 
-    def row(self, i: int) -> torch.Tensor:  # [dim] when all tokens share one timestep, else [B, Lt, dim]
+    def __getitem__(self, name: str) -> torch.Tensor:  # [dim] when all tokens share one timestep, else [B, Lt, dim]
+        i = self.names.index(name)
         if self.values.shape[0] == 1:  # one distinct timestep: a plain vector broadcasts over [B, L, dim]
             return self.values[0, i]
         return self.values[:, i][self.index]
 
 
 class BlockInputs(NamedTuple):
-    """What every transformer block of one forward pass shares, in `Block.forward`'s argument order."""
+    """What every transformer block of one forward pass shares (the text keys and values are per block)."""
 
     e0: TimeModulation
-    text: torch.Tensor  # [B, 512, dim] compute dtype
-    image: Optional[torch.Tensor]  # [B, 257 or 514, dim] compute dtype
     rope: torch.Tensor  # [L, D/2] complex rotations (kernels.rope.rope_rotation)
     backend: str
     # Per-layer self-attention choice, layer index -> (backend, options), e.g. sparse3d from a
     # kernels.sparse3d.SparseSchedule; None = `backend` everywhere (see WanDiT.set_attention_policy).
     self_attention: Optional[Callable[[int], tuple[str, dict]]] = None
+
+    def self_attention_for(self, layer: Optional[int]) -> tuple[str, dict]:
+        """(backend, options) of one layer's self-attention; layer None (VACE control blocks) = dense."""
+        if self.self_attention is None or layer is None:
+            return self.backend, {}
+        return self.self_attention(layer)
+
+
+class CrossKV(NamedTuple):
+    """One block's cross-attention keys and values (after norm_k), the same at every step of a run."""
+
+    k: torch.Tensor  # [B, 512, H, D] compute dtype
+    v: torch.Tensor  # [B, 512, H, D]
+    k_img: Optional[torch.Tensor] = None  # [B, 257 or 514, H, D], Wan2.1 I2V / FLF2V only
+    v_img: Optional[torch.Tensor] = None
 
 
 class SelfAttention(nn.Module):
@@ -84,19 +109,23 @@ class CrossAttention(nn.Module):
             self.k_img, self.v_img = Linear(dim, dim), Linear(dim, dim)
             self.norm_k_img = RMSNorm(dim, eps)
 
-    def forward(
-        self, h: torch.Tensor, text: torch.Tensor, image: Optional[torch.Tensor], backend: str
-    ) -> torch.Tensor:
+    def keys_values(self, text: torch.Tensor, image: Optional[torch.Tensor]) -> CrossKV:
+        """Keys and values of the text [B, 512, dim] (and image [B, N, dim]) context, compute dtype."""
         heads = (self.num_heads, -1)
-        in_place = not torch.is_grad_enabled()  # the fresh q/k buffers are reused unless autograd needs them
-        q = self.norm_q(self.q(h), in_place).unflatten(-1, heads)  # [B, L, H, D]
+        in_place = not torch.is_grad_enabled()  # the fresh k buffer is reused unless autograd needs it
         k = self.norm_k(self.k(text), in_place).unflatten(-1, heads)  # [B, 512, H, D]
         v = self.v(text).unflatten(-1, heads)
-        out = attention(q, k, v, backend=backend)  # [B, L, H, D]
-        if image is not None:
-            k_img = self.norm_k_img(self.k_img(image)).unflatten(-1, heads)  # [B, 257, H, D]
-            v_img = self.v_img(image).unflatten(-1, heads)
-            out = out + attention(q, k_img, v_img, backend=backend)
+        if image is None:
+            return CrossKV(k, v)
+        k_img = self.norm_k_img(self.k_img(image)).unflatten(-1, heads)  # [B, 257, H, D]
+        return CrossKV(k, v, k_img, self.v_img(image).unflatten(-1, heads))
+
+    def forward(self, h: torch.Tensor, context: CrossKV, backend: str) -> torch.Tensor:
+        in_place = not torch.is_grad_enabled()  # the fresh q buffer is reused unless autograd needs it
+        q = self.norm_q(self.q(h), in_place).unflatten(-1, (self.num_heads, -1))  # [B, L, H, D]
+        out = attention(q, context.k, context.v, backend=backend)  # [B, L, H, D]
+        if context.k_img is not None:
+            out = out + attention(q, context.k_img, context.v_img, backend=backend)
         return self.o(out.flatten(2))  # [B, L, dim]
 
 
@@ -111,33 +140,40 @@ class Block(nn.Module):
         self.cross_attn = CrossAttention(dim, num_heads, eps, image_branch)
         self.norm2 = LayerNorm32(dim, eps, affine=False)  # pre-FFN
         self.ffn = nn.Sequential(Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), Linear(ffn_dim, dim))
-        self.modulation = nn.Parameter(torch.empty(1, 6, dim))
+        self.modulation = nn.Parameter(torch.empty(1, len(BLOCK_MODULATION), dim))
+        self.compile_backend: Optional[str] = None  # torch.compile backend of `step` (WanDiT.compile_blocks); None = eager
 
-    def forward(
+    def forward(self, x: torch.Tensor, context: CrossKV, shared: BlockInputs) -> torch.Tensor:
+        """x [B, L, dim] float32 residual stream -> the next one; `context`: this block's text keys/values."""
+        self_backend, options = shared.self_attention_for(self.index)
+        # The layer index is read here, outside `step`: compiled, `step` never sees it, so one compiled
+        # graph serves every block of the same shapes instead of one specialised graph per layer.
+        step = Block.step if self.compile_backend is None else compiled(Block.step, self.compile_backend)
+        return step(self, x, context, shared.e0, shared.rope, self_backend, options, shared.backend)
+
+    def step(
         self,
         x: torch.Tensor,  # [B, L, dim] float32 residual stream
-        e0: TimeModulation,  # 6 rows: shift/scale/gate for self-attention, then for the FFN
-        text: torch.Tensor,  # [B, 512, dim] compute dtype
-        image: Optional[torch.Tensor],  # [B, 257 or 514, dim] compute dtype
+        context: CrossKV,  # this block's text (and image) keys and values, compute dtype
+        e0: TimeModulation,  # the BLOCK_MODULATION rows
         rope: torch.Tensor,
-        backend: str,
-        self_attention: Optional[Callable[[int], tuple[str, dict]]] = None,
+        self_backend: str,
+        options: dict,
+        cross_backend: str,
     ) -> torch.Tensor:
-        dtype = text.dtype
-        mod = e0.table(self.modulation, scale_rows=(1, 4))
-        h = self.norm1.modulated(x, mod.row(0), mod.row(1)).to(dtype)
-        use_policy = self_attention is not None and self.index is not None
-        self_backend, options = self_attention(self.index) if use_policy else (backend, {})
+        dtype = context.k.dtype
+        mod = e0.table(self.modulation, BLOCK_MODULATION)
+        h = self.norm1.modulated(x, mod["attn_shift"], mod["attn_scale"]).to(dtype)
         # A new tensor: the caller's x stays intact (VACE keeps its block-0 input).
-        x = torch.addcmul(x, self.self_attn(h, rope, self_backend, options), mod.row(2))
+        x = torch.addcmul(x, self.self_attn(h, rope, self_backend, options), mod["attn_gate"])
         # From here x is this block's own tensor: update it in place unless autograd records the
         # call (training), which needs the out-of-place form. Saves a fresh [B, L, dim] buffer each.
         in_place = not torch.is_grad_enabled()
-        cross = self.cross_attn(self.norm3(x).to(dtype), text, image, backend)
+        cross = self.cross_attn(self.norm3(x).to(dtype), context, cross_backend)  # ungated
         x = x.add_(cross) if in_place else x + cross
-        h = self.norm2.modulated(x, mod.row(3), mod.row(4)).to(dtype)
+        h = self.norm2.modulated(x, mod["ffn_shift"], mod["ffn_scale"]).to(dtype)
         ffn = self._ffn(h, in_place)
-        return x.addcmul_(ffn, mod.row(5)) if in_place else torch.addcmul(x, ffn, mod.row(5))
+        return x.addcmul_(ffn, mod["ffn_gate"]) if in_place else torch.addcmul(x, ffn, mod["ffn_gate"])
 
     def _ffn(self, h: torch.Tensor, in_place: bool) -> torch.Tensor:  # [B, L, dim] -> [B, L, dim]
         hidden = self.ffn[0](h)  # [B, L, ffn_dim], the block's largest tensor
@@ -154,9 +190,9 @@ class Head(nn.Module):
         super().__init__()
         self.norm = LayerNorm32(dim, eps, affine=False)
         self.head = Linear(dim, out_features)
-        self.modulation = nn.Parameter(torch.empty(1, 2, dim))
+        self.modulation = nn.Parameter(torch.empty(1, len(HEAD_MODULATION), dim))
 
     def forward(self, x: torch.Tensor, e: TimeModulation) -> torch.Tensor:  # [B, L, dim] -> [B, L, out] fp32
-        mod = e.table(self.modulation, scale_rows=(1,))
+        mod = e.table(self.modulation, HEAD_MODULATION)
         # Official runs the head in float32 (an fp32 autocast island); it is small.
-        return self.head(self.norm.modulated(x, mod.row(0), mod.row(1)))
+        return self.head(self.norm.modulated(x, mod["shift"], mod["scale"]))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from functools import partial
 from typing import Callable, Optional, Sequence, Union
 
@@ -11,11 +12,13 @@ import torch.nn as nn
 from ...kernels.attention import get_backend
 from ...kernels.rope import rope_rotation
 from ..layers import Linear
-from .blocks import Block, BlockInputs, Head, TimeModulation
+from .blocks import BLOCK_MODULATION, Block, BlockInputs, Head, TimeModulation
+from .compile import FirstCallLog, check_compiler
 from .config import DiTConfig
+from .context import PreparedContext
+from .embeddings import ImageEmbedding, PatchEmbedding, timestep_sinusoid
 
 log = logging.getLogger(__name__)
-from .embeddings import ImageEmbedding, PatchEmbedding, timestep_sinusoid
 
 # (layer, grid=, timestep=, dense_backend=) -> (backend, options); see WanDiT.set_attention_policy.
 AttentionPolicy = Callable[..., tuple[str, dict]]
@@ -25,7 +28,8 @@ _ROPE_CACHE_SIZE = 8  # distinct (grid, device) tables kept; a run uses one or t
 
 
 class WanDiT(nn.Module):
-    """Velocity predictor `dit(x, t, context, y=..., clip_fea=...)`.
+    """Velocity predictor `dit(x, t, context, y=..., clip_fea=...)`; `context` may be a
+    `dit.prepare_context(...)` made once per run.
 
     Weights keep their stored dtype; every layer computes in `compute_dtype` (Linear upcasts
     per call), with the residual stream, norms and modulation in float32.
@@ -38,7 +42,7 @@ class WanDiT(nn.Module):
         self.patch_embedding = PatchEmbedding(c.in_dim, c.dim, c.patch_size)
         self.text_embedding = nn.Sequential(Linear(c.text_dim, c.dim), nn.GELU(approximate="tanh"), Linear(c.dim, c.dim))
         self.time_embedding = nn.Sequential(Linear(c.freq_dim, c.dim), nn.SiLU(), Linear(c.dim, c.dim))
-        self.time_projection = nn.Sequential(nn.SiLU(), Linear(c.dim, 6 * c.dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), Linear(c.dim, len(BLOCK_MODULATION) * c.dim))
         self.img_emb = ImageEmbedding(c.image_dim, c.dim, c.image_tokens) if c.has_image_branch else None
         self.blocks = nn.ModuleList(
             Block(c.dim, c.ffn_dim, c.num_heads, c.eps, c.has_image_branch, index=i) for i in range(c.num_layers)
@@ -49,6 +53,7 @@ class WanDiT(nn.Module):
         self.set_attention(attention)
         self.attention_policy: Optional[AttentionPolicy] = None
         self._rope_cache: dict[tuple, torch.Tensor] = {}
+        self._compile_log: Optional[FirstCallLog] = None  # set by compile_blocks
 
     def set_attention(self, backend: str) -> None:
         """Choose the attention backend (`sdpa`, `flash`, `sage`, `auto`, ...); unknown names raise."""
@@ -65,38 +70,81 @@ class WanDiT(nn.Module):
             raise TypeError(f"attention policy must be callable (e.g. a SparseSchedule) or None, got {policy!r}")
         self.attention_policy = policy
 
-    @torch.no_grad()
     def forward(
         self,
         x: torch.Tensor,  # [B, C, T, H, W] noisy latents
         t: Union[torch.Tensor, float],  # [B] or [B, L_tokens], 0..1000 scale
-        context: Context,  # [B, L<=512, text_dim] or list of [L_i, text_dim]
+        context: Union[Context, PreparedContext],  # [B, L<=512, text_dim], list of [L_i, text_dim], or prepared
         *,
         y: Optional[torch.Tensor] = None,  # [B, C_y, T, H, W] I2V conditioning, concatenated on channels
         clip_fea: Optional[torch.Tensor] = None,  # [B, 257 (FLF2V 514), image_dim] CLIP features
         **branch_inputs,  # inputs of the VACE / Animate branches (see their `_transformer`)
     ) -> torch.Tensor:  # [B, out_dim, T, H, W] float32 velocity
+        """Grad-neutral: inference callers run it under `torch.no_grad()` / `inference_mode()`
+        (the samplers do), training calls it as is."""
         c, dtype = self.config, self.compute_dtype
         x = self._model_input(x, y)
         batch, _, frames, height, width = x.shape
         grid = (frames // c.patch_size[0], height // c.patch_size[1], width // c.patch_size[2])
         tokens = self.patch_embedding(x.to(dtype)).float()  # [B, L, dim] residual stream
         e, e0 = self._time_embedding(t, batch, tokens.shape[1], x.device)
-        text = self._text_context(context, batch, x.device)
-        image = self._image_context(clip_fea, batch)
-        shared = BlockInputs(e0, text, image, self._rope(grid, x.device), self.attention_backend,
+        if isinstance(context, PreparedContext):
+            context.check(self, batch, x.device, clip_fea)
+        else:
+            context = self.prepare_context(context, clip_fea, device=x.device, batch=batch)
+        shared = BlockInputs(e0, self._rope(grid, x.device), self.attention_backend,
                              self._self_attention_choice(grid, t))
-        tokens = self._transformer(tokens, shared, grid, **branch_inputs)
+        if self._compile_log is None:
+            tokens = self._transformer(tokens, context, shared, grid, **branch_inputs)
+        else:
+            tokens = self._compile_log.run(tuple(tokens.shape), lambda: self._transformer(
+                tokens, context, shared, grid, **branch_inputs))
         return self._unpatchify(self.head(tokens, e).float(), grid)
 
-    def _transformer(self, tokens: torch.Tensor, shared: BlockInputs, grid: tuple[int, int, int],
-                     **branch_inputs) -> torch.Tensor:  # [B, L, dim] -> [B, L, dim]
+    def prepare_context(self, context: Context, clip_fea: Optional[torch.Tensor] = None, *,
+                        device: Optional[torch.device | str] = None, batch: Optional[int] = None) -> PreparedContext:
+        """The embedded text (and CLIP image) and every block's cross-attention keys and values,
+        computed once; pass the result as `context` at every step of a run (see core/dit/context.py).
+
+        context: [B, L<=512, text_dim] or a list of B [L_i, text_dim] (umT5 output), one prompt per
+        sample; clip_fea: [B, 257 or 514, image_dim] for Wan2.1 I2V/FLF2V and Animate, else None;
+        device: where the latents will be (default: where the weights are); batch: the expected
+        number of prompts (checked), default their count.
+        """
+        rows = list(context) if not torch.is_tensor(context) else list(context.unbind(0))
+        batch = len(rows) if batch is None else batch
+        device = self.patch_embedding.weight.device if device is None else torch.device(device)
+        text = self._text_context(rows, batch, device)
+        image = self._image_context(None if clip_fea is None else clip_fea.to(device), batch)
+        return PreparedContext(
+            text, image,
+            blocks=tuple(block.cross_attn.keys_values(text, image) for block in self.blocks),
+            vace_blocks=tuple(block.cross_attn.keys_values(text, image) for block in self._vace_blocks()),
+            clip_fea=clip_fea, owner=weakref.ref(self))
+
+    def compile_blocks(self, backend: str = "inductor") -> "WanDiT":
+        """Run every transformer block (VACE control blocks included) through `torch.compile`d code:
+        one compilation per distinct input shape, reused by all blocks (see core/dit/compile.py).
+        Compiles lazily; the first call of each shape logs "compiled N blocks in X s". Returns self."""
+        blocks = [*self.blocks, *self._vace_blocks()]
+        check_compiler(backend, self.patch_embedding.weight.device)
+        for block in blocks:
+            block.compile_backend = backend
+        self._compile_log = FirstCallLog(len(blocks))
+        return self
+
+    def _vace_blocks(self) -> Sequence[Block]:
+        """Blocks besides the main stack that attend to the text (WanVACE's control blocks)."""
+        return ()
+
+    def _transformer(self, tokens: torch.Tensor, context: PreparedContext, shared: BlockInputs,
+                     grid: tuple[int, int, int], **branch_inputs) -> torch.Tensor:  # [B, L, dim] -> [B, L, dim]
         """The block stack; VACE and Animate override it to add their branches."""
         if branch_inputs:
             raise ValueError(f"this DiT ({self.config.preset}) takes no {', '.join(sorted(branch_inputs))}: those are "
                              f"inputs of Wan VACE / Animate models")
-        for block in self.blocks:
-            tokens = block(tokens, *shared)
+        for block, keys_values in zip(self.blocks, context.blocks):
+            tokens = block(tokens, keys_values, shared)
         return tokens
 
     def _self_attention_choice(self, grid: tuple[int, int, int], t) -> Optional[Callable[[int], tuple[str, dict]]]:
@@ -145,12 +193,11 @@ class WanDiT(nn.Module):
         index = index.reshape(batch, -1)  # [B, Lt]
         sinusoid = timestep_sinusoid(values, self.config.freq_dim)  # [U, freq] fp32
         e = self.time_embedding(sinusoid)  # [U, dim] fp32 (an fp32 island, as official)
-        e0 = self.time_projection(e).unflatten(1, (6, -1))  # [U, 6, dim]
+        e0 = self.time_projection(e).unflatten(1, (len(BLOCK_MODULATION), -1))  # [U, 6, dim]
         return TimeModulation(e[:, None], index), TimeModulation(e0, index)
 
-    def _text_context(self, context: Context, batch: int, device: torch.device) -> torch.Tensor:
+    def _text_context(self, rows: list[torch.Tensor], batch: int, device: torch.device) -> torch.Tensor:
         c = self.config
-        rows = list(context) if not torch.is_tensor(context) else list(context.unbind(0))
         if len(rows) != batch:
             raise ValueError(f"got {len(rows)} text contexts for a batch of {batch}")
         # Wan zero-pads every prompt to 512 rows BEFORE the text MLP; the padded rows are attended to.

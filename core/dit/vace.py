@@ -17,6 +17,7 @@ import torch.nn as nn
 from ..layers import Linear
 from .blocks import Block, BlockInputs
 from .config import DiTConfig
+from .context import PreparedContext
 from .embeddings import PatchEmbedding
 from .model import WanDiT
 
@@ -44,26 +45,30 @@ class WanVACE(WanDiT):
             for j in range(len(c.vace_layers))
         )
 
-    def _transformer(self, tokens: torch.Tensor, shared: BlockInputs, grid: tuple[int, int, int], *,
-                     vace_context: torch.Tensor = None, vace_strength: Strength = 1.0) -> torch.Tensor:
+    def _vace_blocks(self) -> Sequence[Block]:
+        return self.vace_blocks
+
+    def _transformer(self, tokens: torch.Tensor, context: PreparedContext, shared: BlockInputs,
+                     grid: tuple[int, int, int], *, vace_context: torch.Tensor = None,
+                     vace_strength: Strength = 1.0) -> torch.Tensor:
         strengths = self._strengths(vace_strength)
         control = self._control_tokens(vace_context, tokens.shape[0], grid)  # [B, L, dim] float32
         hint_index = {layer: j for j, layer in enumerate(self.config.vace_layers)}
         x0 = tokens
-        for i, block in enumerate(self.blocks):
-            tokens = block(tokens, *shared)
+        for i, (block, keys_values) in enumerate(zip(self.blocks, context.blocks)):
+            tokens = block(tokens, keys_values, shared)
             j = hint_index.get(i)
             if j is not None:
-                control, hint = self._control_step(j, control, x0, shared)
+                control, hint = self._control_step(j, control, x0, context, shared)
                 tokens = tokens + hint * strengths[j]
         return tokens
 
-    def _control_step(self, j: int, control: torch.Tensor, x0: torch.Tensor, shared: BlockInputs
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _control_step(self, j: int, control: torch.Tensor, x0: torch.Tensor, context: PreparedContext,
+                      shared: BlockInputs) -> tuple[torch.Tensor, torch.Tensor]:
         block, dtype = self.vace_blocks[j], self.compute_dtype
         if block.before_proj is not None:
             control = block.before_proj(control.to(dtype)).float() + x0
-        control = block(control, *shared)
+        control = block(control, context.vace_blocks[j], shared)
         return control, block.after_proj(control.to(dtype)).float()  # next stream, hint j  [B, L, dim]
 
     def _control_tokens(self, vace_context: torch.Tensor, batch: int, grid: tuple[int, int, int]) -> torch.Tensor:

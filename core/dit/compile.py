@@ -1,0 +1,67 @@
+"""Regional compilation of the DiT: `torch.compile` on the transformer block's code, not the whole model.
+
+Every block of a model has the same code and the same shapes, so one compiled graph serves them
+all: compiling the block step once costs ~1/num_layers of compiling the whole stack, and the
+compiled graph is reused by every block (and every model) of those shapes. Shapes are static
+(dynamic=False): a new latent size or batch compiles once more, on its first call.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+import os
+import shutil
+import time
+from typing import Callable
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def compiled(function: Callable, backend: str) -> Callable:
+    """`function` compiled by `backend`, one wrapper per process: its code cache is shared by every caller."""
+    return torch.compile(function, backend=backend, dynamic=False)
+
+
+def check_compiler(backend: str, device: torch.device) -> None:
+    """Refuse, with what to install, a compile that inductor could not build on `device`."""
+    if backend != "inductor":
+        return
+    if device.type == "cpu":
+        # Inductor writes C++ for CPU kernels and builds them with $CXX (default g++), as it searches.
+        compiler = os.environ.get("CXX", "g++")
+        if shutil.which(compiler) is None:
+            raise RuntimeError(
+                f"compiled blocks on CPU need a C++ compiler: torch.compile (inductor) builds its CPU kernels with "
+                f"{compiler!r}, which is not on PATH. Install one (e.g. `apt install g++`, or set CXX to your "
+                f"compiler), or run without compile")
+    elif device.type == "cuda" and importlib.util.find_spec("triton") is None:
+        raise RuntimeError("compiled blocks on CUDA need Triton (torch.compile's inductor writes Triton kernels): "
+                           "`pip install triton` (Linux), or run without compile")
+
+
+class FirstCallLog:
+    """Logs, once per input shape, how long the first call of the compiled blocks took.
+
+    Compilation happens on that call (torch.compile is lazy), so its time is the compile time plus
+    one run of the blocks, which is small beside it.
+    """
+
+    def __init__(self, num_blocks: int):
+        self.num_blocks = num_blocks
+        self.seen: set[tuple] = set()
+        self.seconds: dict[tuple, float] = {}  # shape key -> seconds of its first call
+
+    def run(self, key: tuple, call: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if key in self.seen:
+            return call()
+        start = time.perf_counter()
+        out = call()
+        self.seen.add(key)
+        self.seconds[key] = time.perf_counter() - start
+        log.info("compiled %d blocks in %.1f s (first call at tokens %s, including one run)",
+                 self.num_blocks, self.seconds[key], list(key))
+        return out
