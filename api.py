@@ -9,9 +9,18 @@
 """
 from __future__ import annotations
 
-from .core.dit import load_dit
+from .core.dit import WanDiT
+from .core.dit import load_dit as _load_dit
 from .core.sampling import SamplerSettings, generate, sample
 from .core.text import load_text_encoder
 from .core.vae import load_vae
 
 __all__ = ["SamplerSettings", "generate", "load_dit", "load_text_encoder", "load_vae", "sample"]
+
+
+def load_dit(path, *args, compile: bool = False, **options) -> WanDiT:
+    """`kinema.core.dit.load_dit` (same arguments: dtype, device, attention, compute_dtype, ...);
+    `compile=True` also runs the transformer blocks through torch.compile (`dit.compile_blocks()`:
+    compiled on the first call of each latent size, then reused by every block)."""
+    dit = _load_dit(path, *args, **options)
+    return dit.compile_blocks() if compile else dit

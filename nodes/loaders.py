@@ -37,15 +37,23 @@ class KinemaDiTLoader:
                 "attention": (ATTENTION_BACKENDS, {"default": "sdpa", "tooltip":
                     "Attention kernel: sdpa (PyTorch, always available), flash or sage (need their packages), "
                     "auto (the fastest one installed)."}),
-            }
+            },
+            "optional": {
+                "compile": ("BOOLEAN", {"default": False, "tooltip":
+                    "Run the transformer blocks through torch.compile: the first step of each video size "
+                    "compiles (tens of seconds), later steps run the compiled code. Needs a C++ compiler on CPU "
+                    "or Triton on GPU."}),
+            },
         }
 
-    def load(self, model_name: str, weight_dtype: str, attention: str):
+    def load(self, model_name: str, weight_dtype: str, attention: str, compile: bool = False):
         from ..core.dit import load_dit
 
         host.free_memory()
         path = host.model_path("diffusion_models", model_name)
         model = load_dit(path, dtype=DTYPES[weight_dtype], device=host.torch_device(), attention=attention)
+        if compile:
+            model.compile_blocks()
         return (DiTModel(model, model_name),)
 
 
