@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
+from ..core.sampling.shapes import PATCH  # the DiT folds PATCH x PATCH latent pixels into a token
 from . import host
 from .types import VAE, VAEModel
 
-DIT_PATCH = 2  # Wan's DiT folds 2x2 latent pixels into one token, so latent sides must be even
 CUSTOM = "custom (width x height)"
 # Ratio presets keep the pixel area of width x height and change its shape; fixed sizes are exact.
 RATIO_PRESETS = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1), "4:3": (4, 3), "3:4": (3, 4), "21:9": (21, 9)}
@@ -86,12 +86,12 @@ class KinemaEmptyLatent:
         config = vae.model.config
         wanted_frames = int(round(seconds * fps)) if seconds > 0 else frames
         wanted_w, wanted_h = requested_size(aspect_ratio, width, height)
-        size = round_size(wanted_w, wanted_h, wanted_frames, config.spatial_stride * DIT_PATCH, config.temporal_stride)
+        size = round_size(wanted_w, wanted_h, wanted_frames, config.spatial_stride * PATCH, config.temporal_stride)
         latent = torch.zeros(
             1, config.z_dim, (size.frames - 1) // config.temporal_stride + 1,
             size.height // config.spatial_stride, size.width // config.spatial_stride,
         )  # [1, C, T, H, W]
-        info = _describe(wanted_w, wanted_h, wanted_frames, size, fps, config.spatial_stride * DIT_PATCH)
+        info = _describe(wanted_w, wanted_h, wanted_frames, size, fps, config.spatial_stride * PATCH)
         host.show_text(unique_id, info)
         return ({"samples": latent}, size.width, size.height, size.frames, info)
 

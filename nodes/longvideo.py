@@ -4,12 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from ..core.longvideo import BLENDS
+from ..core.sampling.shapes import TEMPORAL_STRIDE  # video frames per latent frame
 from .types import TEXT_ENCODER, TextEncoderModel
 
 LONG_VIDEO = "KINEMA_LONG_VIDEO"  # socket type: carries a LongVideo
 PROMPT_SCHEDULE = "KINEMA_PROMPT_SCHEDULE"  # socket type: carries an encoded core.longvideo.PromptSchedule
-BLENDS = ["pyramid", "linear", "flat"]  # core.longvideo.BLENDS; listed here so the node list loads without torch
-TEMPORAL_STRIDE = 4  # video frames per latent frame
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,11 @@ class KinemaLongVideoSettings:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "window_frames": ("INT", {"default": 81, "min": 5, "max": 1025, "step": 4, "tooltip":
+                "window_frames": ("INT", {"default": 81, "min": 5, "max": 1025, "step": TEMPORAL_STRIDE, "tooltip":
                     "Video frames per window (4k+1): what the model was trained on (Wan 81, TI2V-5B 121, demo 17)."}),
-                "overlap_frames": ("INT", {"default": 28, "min": 4, "max": 1024, "step": 4, "tooltip":
+                "overlap_frames": ("INT", {"default": 28, "min": 4, "max": 1024, "step": TEMPORAL_STRIDE, "tooltip":
                     "Video frames shared by neighbouring windows (a multiple of 4); about a third of the window."}),
-                "blend": (BLENDS, {"default": "pyramid", "tooltip":
+                "blend": (list(BLENDS), {"default": "pyramid", "tooltip":
                     "How overlapping windows are mixed: pyramid (trust window centres), linear (ramps across the "
                     "overlap only), flat (plain average)."}),
                 "freenoise": ("BOOLEAN", {"default": True, "tooltip":
@@ -58,8 +58,8 @@ class KinemaLongVideoSettings:
         from ..core.longvideo import LongVideoSettings
 
         if (window_frames - 1) % TEMPORAL_STRIDE or overlap_frames % TEMPORAL_STRIDE:
-            raise ValueError(f"KinemaLongVideoSettings: window_frames must be 4k+1 and overlap_frames a multiple of "
-                             f"4; got {window_frames} and {overlap_frames} (e.g. 81 and 28).")
+            raise ValueError(f"KinemaLongVideoSettings: window_frames must be {TEMPORAL_STRIDE}k+1 and overlap_frames "
+                             f"a multiple of {TEMPORAL_STRIDE}; got {window_frames} and {overlap_frames} (e.g. 81 and 28).")
         settings = LongVideoSettings(window=(window_frames - 1) // TEMPORAL_STRIDE + 1,
                                      overlap=overlap_frames // TEMPORAL_STRIDE, blend=blend, freenoise=freenoise,
                                      drift_strength=drift_strength)

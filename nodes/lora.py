@@ -1,10 +1,9 @@
 """KinemaLoRA: applies one LoRA file to a DiT; chain several for a stack, one chain per expert."""
 from __future__ import annotations
 
+from ..core.lora import MODES
 from . import host
 from .types import DIT, DiTModel
-
-MODES = ["auto", "merge", "on_the_fly"]  # core.lora.MODES; listed here so the node list loads without torch work
 
 
 class KinemaLoRA:
@@ -26,7 +25,7 @@ class KinemaLoRA:
                     "LoRA from models/loras, e.g. a lightx2v 4-step distillation LoRA."}),
                 "strength": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01, "tooltip":
                     "How strongly the LoRA applies (1.0 = as trained; 0 turns it off)."}),
-                "mode": (MODES, {"default": "auto", "tooltip":
+                "mode": (list(MODES), {"default": "auto", "tooltip":
                     "merge: patched into the weights (fastest sampling). on_the_fly: added at each layer call, "
                     "base weights untouched (keeps fp8 weights exact). auto: on_the_fly for fp8 models, else merge."}),
             }

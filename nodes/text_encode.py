@@ -5,13 +5,10 @@ from collections import OrderedDict
 
 import torch
 
+from ..core.sampling.guidance import WAN_NEGATIVE_PROMPT
 from . import host
 from .types import CONDITIONING, TEXT_ENCODER, Conditioning, TextEncoderModel
 
-DEFAULT_NEGATIVE_PROMPT = (
-    "low quality, blurry, overexposed, static frame, jitter, watermark, subtitles, text, "
-    "deformed hands, deformed face, extra limbs, cluttered background"
-)
 CACHE_SIZE = 64  # prompts; one umT5 embedding is at most 512 x 4096 floats (8 MB)
 
 
@@ -52,8 +49,9 @@ class KinemaTextEncode:
                 "text_encoder": (TEXT_ENCODER, {"tooltip": "From KinemaTextEncoderLoader."}),
                 "prompt": ("STRING", {"multiline": True, "default": "", "tooltip":
                     "What the video shows: subject, action, scene, camera, style."}),
-                "negative_prompt": ("STRING", {"multiline": True, "default": DEFAULT_NEGATIVE_PROMPT, "tooltip":
-                    "What to steer away from (used by classifier-free guidance when cfg > 1)."}),
+                "negative_prompt": ("STRING", {"multiline": True, "default": WAN_NEGATIVE_PROMPT, "tooltip":
+                    "What to steer away from (used by classifier-free guidance when cfg > 1). The default is "
+                    "the official Wan negative prompt (Chinese, as the models were trained with it)."}),
                 "unload_encoder": ("BOOLEAN", {"default": True, "tooltip":
                     "Free the encoder's memory after encoding (it is read again from disk if a new prompt "
                     "needs it). Prompts already encoded are cached either way."}),

@@ -4,13 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from ..core.upscale import SCALES as SCALE_FACTORS
 from . import host
 from .types import VAE, VAEModel
 
 UPSCALE_MODEL = "KINEMA_LATENT_UPSCALE_MODEL"
 FOLDER = "latent_upscale_models"  # ComfyUI's folder for latent upscalers
 METHODS = ["latent", "vae", "model"]
-SCALES = ["2.0", "1.5"]
+SCALES = [str(s) for s in sorted(SCALE_FACTORS, reverse=True)]  # "2.0" first: the default
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..sampling.shapes import PATCH  # the DiT folds PATCH x PATCH latent positions into a token: sides stay even
+
 SCALES = (1.5, 2.0)
 MODES = ("bicubic", "bilinear", "nearest-exact")
-_DIT_PATCH = 2  # the DiT folds 2x2 latent positions into a token: latent sides must stay even
 
 
 def upscaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
@@ -17,7 +18,7 @@ def upscaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
         raise ValueError(f"upscale factor must be a number > 1, got {scale!r}; use 1.5 or 2.")
 
     def side(n: int) -> int:
-        return max(_DIT_PATCH, math.floor(n * scale / _DIT_PATCH + 0.5) * _DIT_PATCH)  # halves round up
+        return max(PATCH, math.floor(n * scale / PATCH + 0.5) * PATCH)  # halves round up
 
     return side(height), side(width)
 
