@@ -35,8 +35,8 @@ def _child(seconds: float, out_dir: Path, steps: int, models: dict) -> None:
 
     from kinema.core.dit import load_dit
     from kinema.core.interp import frame_rate_converter
-    from kinema.core.longvideo import LongVideoSettings, sample_long, write_video
-    from kinema.core.sampling import SamplerSettings
+    from kinema.core.longvideo import LongVideoSettings, write_video
+    from kinema.core.sampling import SamplerSettings, sample
     from kinema.core.sampling.shapes import latent_shape
     from kinema.core.text import load_text_encoder
     from kinema.core.vae import load_vae
@@ -52,7 +52,7 @@ def _child(seconds: float, out_dir: Path, steps: int, models: dict) -> None:
     shape = latent_shape(frames, size, size, vae.config.z_dim)
     settings = SamplerSettings(steps=steps, cfg=4.0, shift=2.0, solver="unipc", seed=0)
     long = LongVideoSettings(window=WINDOW, overlap=OVERLAP, drift_strength=DRIFT)
-    latents = sample_long(dit, [positive], [negative], settings=settings, long=long, shape=shape)
+    latents = sample(dit, [positive], [negative], settings=settings, long_video=long, shape=shape)
     sampled = time.monotonic()
     path = out_dir / f"long_video_{seconds:g}s.mp4"
     if path.exists():

@@ -1,16 +1,17 @@
 """Pose-driven conditioning nodes: Wan2.2 Animate and Wan2.1 VACE inputs for KinemaSampler.
 
-Each builds a KINEMA_BRANCH_CONDITIONING: the extra DiT inputs, the latent shape to sample
-(reference frames included) and how many leading latent frames to drop after sampling.
+Each builds a KINEMA_BRANCH_CONDITIONING (a core.sampling.BranchConditioning): the extra DiT inputs,
+the latent shape to sample (reference frames included) and how many leading latent frames to drop
+after sampling.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
+from ..core.sampling.branch import BranchConditioning
 from . import host
 from .types import DIT, VAE, DiTModel, VAEModel
 
@@ -18,14 +19,6 @@ log = logging.getLogger("kinema")
 
 BRANCH_CONDITIONING = "KINEMA_BRANCH_CONDITIONING"
 CLIP_TOKENS = 257  # CLIP ViT-H/14 penultimate tokens the Animate model was trained with
-
-
-@dataclass(frozen=True)
-class BranchConditioning:
-    kind: str  # "animate" or "vace"
-    model_kwargs: dict  # extra DiT inputs, batch 1 (the sampler expands them)
-    latent_shape: tuple  # [1, C, T, h, w] to sample, reference frames included
-    reference_frames: int  # leading latent frames to drop before decoding
 
 
 def _video(images: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:

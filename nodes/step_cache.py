@@ -34,17 +34,5 @@ class KinemaStepCache:
         return (StepCacheSettings(threshold=threshold, start_step=start_step, end_step=end_step),)
 
 
-def cached_models(step_cache, sampler_settings, dit, dit_low_noise=None):
-    """(dit, dit_low_noise, cache) for core.sampling.sample: the models behind one shared step cache,
-    or unchanged (cache None) without settings."""
-    from ..core.cache import with_step_cache
-    from ..core.sampling import make_schedule
-
-    if step_cache is None:
-        return dit, dit_low_noise, None
-    schedule = make_schedule(sampler_settings)
-    return with_step_cache(step_cache, schedule.num_steps, dit, dit_low_noise, sigmas=schedule.sigmas.tolist())
-
-
 NODE_CLASS_MAPPINGS = {"KinemaStepCache": KinemaStepCache}
 NODE_DISPLAY_NAME_MAPPINGS = {"KinemaStepCache": "Kinema Step Cache"}

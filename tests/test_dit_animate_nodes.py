@@ -1,5 +1,5 @@
 """KinemaAnimateConditioning / KinemaVACEConditioning on tiny random checkpoints: the branch they
-build has the DiT's input shapes, samples through core.sampling.sample(model_kwargs=...) and
+build has the DiT's input shapes, samples through core.sampling.sample(branch=...) and
 leaves the clip's frames after its reference frames are dropped."""
 from __future__ import annotations
 
@@ -18,11 +18,10 @@ FRAMES, HEIGHT, WIDTH = 5, 32, 48
 
 
 def _sample(dit, branch):
-    """What KinemaSampler does with a branch: its shape, its inputs, then drop the reference frames."""
+    """What KinemaSampler does with a branch: its shape, its inputs, the reference frames dropped."""
     settings = SamplerSettings(steps=1, cfg=1.0, solver="euler")
     context = [torch.randn(4, TEXT_DIM, generator=torch.Generator().manual_seed(0))]
-    latents = sample(dit, context, settings=settings, shape=branch.latent_shape, model_kwargs=branch.model_kwargs)
-    return latents[:, :, branch.reference_frames:]
+    return sample(dit, context, settings=settings, branch=branch)
 
 
 def _images(n, h, w, seed):
@@ -37,7 +36,7 @@ def test_animate_conditioning_node(tmp_path, caplog):
                            _images(3, 64, 96, 1), _images(3, 24, 24, 2), WIDTH, HEIGHT, FRAMES)
     assert "zero CLIP features" in caplog.text
     assert branch.kind == "animate" and branch.latent_shape == (1, 16, 1 + 2, HEIGHT // 8, WIDTH // 8)
-    assert branch.model_kwargs["face_pixels"].shape == (1, 3, FRAMES, 16, 16)
+    assert branch.inputs["face_pixels"].shape == (1, 3, FRAMES, 16, 16)
     out = _sample(dit, branch)
     assert out.shape == (1, 16, 2, HEIGHT // 8, WIDTH // 8) and torch.isfinite(out).all()
 
@@ -50,7 +49,7 @@ def test_vace_conditioning_node(tmp_path):
                                                reference_image=_images(1, 20, 20, 4))
     assert branch.kind == "vace" and branch.reference_frames == 1
     assert branch.latent_shape == (1, 16, 1 + 2, HEIGHT // 8, WIDTH // 8)
-    assert branch.model_kwargs["vace_context"].shape[1] == 96 and branch.model_kwargs["vace_strength"] == 0.8
+    assert branch.inputs["vace_context"].shape[1] == 96 and branch.inputs["vace_strength"] == 0.8
     out = _sample(dit, branch)
     assert out.shape == (1, 16, 2, HEIGHT // 8, WIDTH // 8) and torch.isfinite(out).all()
 

@@ -7,8 +7,8 @@ import torch
 
 import test_sampling_pipeline as plain  # FakeDiT & co. (module import, so its tests are not collected twice)
 from kinema.core.longvideo import (ChannelStats, LongVideoSettings, PromptSchedule, Window, blend_coefficients,
-                                   freenoise, match_statistics, parse_schedule, plan_windows, sample_long)
-from kinema.core.longvideo.sampler import _match_drift
+                                   freenoise, match_statistics, parse_schedule, plan_windows)
+from kinema.core.sampling.drift import matched_velocity
 from kinema.core.sampling import ImageConditioning, SamplerSettings, make_schedule, sample, seeded_noise
 from kinema.core.sampling.conditioning import ti2v_conditioning
 
@@ -126,11 +126,11 @@ def test_drift_matching_acts_on_the_clean_estimate():
     g = torch.Generator().manual_seed(2)
     xw, vw, sigma = torch.randn(1, 2, 3, 4, 4, generator=g), torch.randn(1, 2, 3, 4, 4, generator=g), 0.6
     references = {0: ChannelStats.of(torch.randn(1, 2, 3, 4, 4, generator=g) + 5)}
-    v = _match_drift(xw, vw, sigma, references, 0, 1.0)
+    v = matched_velocity(xw, vw, sigma, references, 0, 1.0)
     for got, want in zip(_stats(xw - sigma * v), (references[0].mean.flatten(), references[0].std.flatten())):
         assert torch.allclose(got, want, atol=1e-4)
     fresh: dict = {}
-    assert _match_drift(xw, vw, sigma, fresh, 1, 1.0) is vw and 1 in fresh  # first window of a prompt = reference
+    assert matched_velocity(xw, vw, sigma, fresh, 1, 1.0) is vw and 1 in fresh  # first window of a prompt = reference
 
 
 # ---- prompt schedule -----------------------------------------------------------------------------
@@ -165,8 +165,8 @@ def test_one_window_is_exactly_plain_sampling(solver):
     positive, negative = plain.contexts()
     settings = SamplerSettings(steps=4, seed=5, solver=solver)
     want = sample(plain.FakeDiT(), positive, negative, settings=settings, shape=SHAPE)
-    got = sample_long(plain.FakeDiT(), positive, negative, settings=settings,
-                      long=LongVideoSettings(window=13, overlap=4, drift_strength=0.5), shape=SHAPE)
+    got = sample(plain.FakeDiT(), positive, negative, settings=settings,
+                      long_video=LongVideoSettings(window=13, overlap=4, drift_strength=0.5), shape=SHAPE)
     assert torch.equal(got, want)
 
 
@@ -175,8 +175,8 @@ def test_one_window_refine_from_sigma_is_exactly_plain_refine():
     latents = torch.randn(SHAPE, generator=torch.Generator().manual_seed(9))
     settings = SamplerSettings(steps=3, seed=2, start_sigma=0.6)
     want = sample(plain.FakeDiT(), positive, negative, settings=settings, latents=latents)
-    got = sample_long(plain.FakeDiT(), positive, negative, settings=settings, latents=latents,
-                      long=LongVideoSettings(window=16, overlap=2))
+    got = sample(plain.FakeDiT(), positive, negative, settings=settings, latents=latents,
+                      long_video=LongVideoSettings(window=16, overlap=2))
     assert torch.equal(got, want)
 
 
@@ -187,8 +187,8 @@ def test_one_window_ti2v_is_exactly_plain_sampling():
     positive, negative = plain.contexts()
     settings = SamplerSettings(steps=3)
     want = sample(dit, positive, negative, settings=settings, shape=shape, image=image)
-    got = sample_long(dit, positive, negative, settings=settings, shape=shape, image=image,
-                      long=LongVideoSettings(window=4, overlap=1))
+    got = sample(dit, positive, negative, settings=settings, shape=shape, image=image,
+                      long_video=LongVideoSettings(window=4, overlap=1))
     assert torch.equal(got, want)
 
 
@@ -199,16 +199,16 @@ def test_windows_of_a_frame_local_model_blend_back_to_plain_sampling(blend):
     positive, negative = plain.contexts()
     settings = SamplerSettings(steps=4, seed=5)
     want = sample(plain.FakeDiT(), positive, negative, settings=settings, shape=SHAPE)
-    got = sample_long(plain.FakeDiT(), positive, negative, settings=settings, shape=SHAPE,
-                      long=LongVideoSettings(window=5, overlap=2, blend=blend, freenoise=False))
+    got = sample(plain.FakeDiT(), positive, negative, settings=settings, shape=SHAPE,
+                      long_video=LongVideoSettings(window=5, overlap=2, blend=blend, freenoise=False))
     assert torch.allclose(got, want, atol=1e-5)
 
 
 def test_each_step_runs_every_window_at_its_own_positions():
     dit = plain.FakeDiT()
     positive, negative = plain.contexts()
-    sample_long(dit, positive, negative, settings=SamplerSettings(steps=2, cfg=1.0), shape=SHAPE,
-                long=LongVideoSettings(window=5, overlap=2))
+    sample(dit, positive, negative, settings=SamplerSettings(steps=2, cfg=1.0), shape=SHAPE,
+                long_video=LongVideoSettings(window=5, overlap=2))
     assert len(dit.calls) == 2 * 4  # 2 steps x 4 windows (13 frames, window 5, stride 3)
     frames = [c["t"].shape for c in dit.calls]
     assert len(set(frames)) == 1  # same per-call size whatever the clip length
@@ -218,8 +218,8 @@ def test_windows_take_their_scheduled_prompt():
     dit = plain.ConstantDiT()
     schedule = PromptSchedule(parse_schedule("0: a\n1.5: b", fps=16).segments).encoded(
         [[torch.full((2, 8), 1.0)], [torch.full((2, 8), 3.0)]])
-    out = sample_long(dit, schedule, None, settings=SamplerSettings(steps=1, cfg=1.0, solver="euler"),
-                      shape=SHAPE, long=LongVideoSettings(window=5, overlap=2, blend="flat", freenoise=False))
+    out = sample(dit, schedule, None, settings=SamplerSettings(steps=1, cfg=1.0, solver="euler"),
+                      shape=SHAPE, long_video=LongVideoSettings(window=5, overlap=2, blend="flat", freenoise=False))
     # euler from sigma0 to 0: out = noise - sigma0 * v, and v is the window's prompt value (1 or 3)
     sigma0 = float(make_schedule(SamplerSettings(steps=1, solver="euler")).sigmas[0])
     v = ((seeded_noise(SHAPE, 0) - out) / sigma0).mean((0, 1, 3, 4))  # [T]
@@ -253,8 +253,8 @@ def test_i2v_windows_continue_from_the_previous_windows_clean_estimate():
     y[:, 4:] = torch.randn(1, 16, 8, 2, 2, generator=torch.Generator().manual_seed(3))
     positive, _ = plain.contexts()
     settings = SamplerSettings(steps=2, cfg=1.0, solver="euler")
-    sample_long(dit, positive, None, settings=settings, shape=shape, image=ImageConditioning(y=y),
-                long=LongVideoSettings(window=5, overlap=2))
+    sample(dit, positive, None, settings=settings, shape=shape, image=ImageConditioning(y=y),
+                long_video=LongVideoSettings(window=5, overlap=2))
     sigma = float(make_schedule(settings).sigmas[0])
     first, second = dit.calls[0], dit.calls[1]  # step 0, windows (0, 5) and (3, 8)
     assert torch.equal(first["y"], y[:, :, 0:5])
@@ -270,8 +270,8 @@ def test_i2v_conditioning_of_the_first_window_only_is_enough():
     y[:, 4:] = torch.randn(1, 16, 8, 2, 2, generator=torch.Generator().manual_seed(3))
     positive, _ = plain.contexts()
     settings, long = SamplerSettings(steps=2, cfg=1.0, solver="euler"), LongVideoSettings(window=5, overlap=2)
-    run = lambda y: sample_long(RecordingDiT(in_dim=36), positive, None, settings=settings,  # noqa: E731
-                                shape=(1, 16, 8, 2, 2), image=ImageConditioning(y=y), long=long)
+    run = lambda y: sample(RecordingDiT(in_dim=36), positive, None, settings=settings,  # noqa: E731
+                                shape=(1, 16, 8, 2, 2), image=ImageConditioning(y=y), long_video=long)
     whole, first = run(y), run(y[:, :, :5].clone())
     assert torch.allclose(whole[:, :, :3], first[:, :, :3])  # frames only the first window sees
     assert first.shape == whole.shape
@@ -283,8 +283,8 @@ def test_ti2v_windows_hold_the_anchor_as_a_known_frame():
     image = ti2v_conditioning(torch.randn(1, 48, 1, 2, 2, generator=torch.Generator().manual_seed(4)), 8)
     positive, _ = plain.contexts()
     settings = SamplerSettings(steps=2, cfg=1.0, solver="euler")
-    out = sample_long(dit, positive, None, settings=settings, shape=shape, image=image,
-                      long=LongVideoSettings(window=5, overlap=2))
+    out = sample(dit, positive, None, settings=settings, shape=shape, image=image,
+                      long_video=LongVideoSettings(window=5, overlap=2))
     sigma = float(make_schedule(settings).sigmas[0])
     first, second = dit.calls[0], dit.calls[1]
     assert torch.allclose(second["x"][:, :, 0], _anchor(first, 3, sigma))
@@ -295,9 +295,9 @@ def test_ti2v_windows_hold_the_anchor_as_a_known_frame():
 def test_image_models_need_overlapping_windows():
     positive, _ = plain.contexts()
     with pytest.raises(ValueError, match="set overlap >= 1"):
-        sample_long(RecordingDiT(in_dim=36), positive, None, settings=SamplerSettings(steps=1, cfg=1.0),
+        sample(RecordingDiT(in_dim=36), positive, None, settings=SamplerSettings(steps=1, cfg=1.0),
                     shape=(1, 16, 8, 2, 2), image=ImageConditioning(y=torch.zeros(1, 20, 8, 2, 2)),
-                    long=LongVideoSettings(window=4, overlap=0))
+                    long_video=LongVideoSettings(window=4, overlap=0))
 
 
 @pytest.mark.parametrize("kwargs,message", [

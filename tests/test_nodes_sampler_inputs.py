@@ -1,14 +1,14 @@
 """KinemaSampler's optional step_cache, branch, long_video and start_sigma inputs on tiny checkpoints, against
-core.sampling.sample / core.longvideo.sample_long called directly (cached models from core.cache, branch
-inputs as model_kwargs), and the combinations it refuses."""
+core.sampling.sample called directly (cached models from core.cache) or a sampling loop written out here
+(branch inputs handed to the DiT by hand), and the combinations it refuses."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from kinema.core.cache import StepCacheSettings, with_step_cache
-from kinema.core.longvideo import sample_long
-from kinema.core.sampling import SamplerSettings, make_schedule, sample
+from kinema.core.sampling import SamplerSettings, make_schedule, sample, seeded_noise
+from kinema.core.sampling.loop import run_loop
 from kinema.nodes import host
 from kinema.nodes.conditioning_pose import KinemaVACEConditioning
 from kinema.nodes.latent import KinemaEmptyLatent
@@ -70,10 +70,13 @@ def test_branch_sets_the_shape_expands_the_batch_and_drops_the_reference_frames(
     out = KinemaSampler().sample(dit, cond, batch_of_two, **{**SAMPLER, "steps": 2}, branch=branch)[0]["samples"]
     assert branch.reference_frames == 1 and out.shape == (2, 16, 2, H // 8, W // 8)
 
-    shape = (2, *branch.latent_shape[1:])
-    kwargs = {"vace_context": branch.model_kwargs["vace_context"].repeat(2, 1, 1, 1, 1), "vace_strength": 1.0}
-    expected = sample(dit.model, [cond.positive] * 2, [cond.negative] * 2, settings=_settings(steps=2), shape=shape,
-                      model_kwargs=kwargs)
+    # The same run written out: seeded noise of the branch's shape, the DiT given the branch inputs directly.
+    settings = _settings(steps=2)
+    schedule = make_schedule(settings)
+    kwargs = {"vace_context": branch.inputs["vace_context"].repeat(2, 1, 1, 1, 1), "vace_strength": 1.0}
+    context = [cond.positive] * 2
+    expected = run_loop(seeded_noise((2, *branch.latent_shape[1:]), settings.seed), schedule, "euler",
+                        lambda x, i: dit.model(x, schedule.timesteps[i].expand(2), context, **kwargs))
     torch.testing.assert_close(out, expected[:, :, 1:])
 
 
@@ -92,15 +95,15 @@ def _long_video(models, schedule_text: str):
     return KinemaLongVideoSettings().settings(5, 4, "pyramid", True, 0.2, prompt_schedule=schedule)[0]
 
 
-def test_long_video_input_is_core_sample_long_with_the_schedule_per_video(models):
+def test_long_video_input_is_core_sample_with_the_schedule_per_video(models):
     dit, cond = models["dits"][T2V], models["conditioning"]
     long = _long_video(models, "0: a dancer\n0.4: a red ball")  # 9 frames: 2 windows, the second one's prompt
     batch_of_two = {"samples": torch.zeros(2, 16, 3, H // 8, W // 8)}  # 9 frames
     options = {**SAMPLER, "steps": 2}
     out = KinemaSampler().sample(dit, cond, batch_of_two, **options, long_video=long)[0]["samples"]
     prompts = long.prompts.encoded([[s.positive] * 2 for s in long.prompts.segments])
-    expected = sample_long(dit.model, prompts, [cond.negative] * 2, settings=_settings(steps=2), long=long.settings,
-                           shape=(2, 16, 3, H // 8, W // 8))
+    expected = sample(dit.model, prompts, [cond.negative] * 2, settings=_settings(steps=2), long_video=long.settings,
+                      shape=(2, 16, 3, H // 8, W // 8))
     torch.testing.assert_close(out, expected)
     one_prompt = KinemaLongVideoSettings().settings(5, 4, "pyramid", True, 0.2)[0]
     plain = KinemaSampler().sample(dit, cond, batch_of_two, **options, long_video=one_prompt)[0]["samples"]
@@ -117,15 +120,24 @@ def test_start_sigma_refines_the_input_latent_like_core_sample(models):
     assert not torch.allclose(out, fresh), "start_sigma was ignored"
 
 
-def test_long_video_and_start_sigma_refusals(models):
+def test_long_video_runs_with_the_step_cache_and_with_a_branch(models):
     dit, cond, latent = models["dits"][T2V], models["conditioning"], models["latent"]
     long = KinemaLongVideoSettings().settings(5, 4, "pyramid", True, 0.0)[0]
-    with pytest.raises(ValueError, match="step_cache cannot be used with long_video: consecutive DiT calls there are "
-                                         "different windows"):
-        KinemaSampler().sample(dit, cond, latent, **SAMPLER, step_cache=KinemaStepCache().settings(0.1, 1, -1)[0],
-                               long_video=long)
-    with pytest.raises(ValueError, match="long_video cannot be used with the vace branch.*disconnect long_video"):
-        KinemaSampler().sample(models["dits"][VACE], cond, latent, **SAMPLER, branch=_vace_branch(models),
-                               long_video=long)
+    nine_frames = {"samples": torch.zeros(1, 16, 3, H // 8, W // 8)}  # 2 windows of 2 latent frames
+    cache = KinemaStepCache().settings(5.0, 1, -1)[0]
+    out = KinemaSampler().sample(dit, cond, nine_frames, **SAMPLER, step_cache=cache, long_video=long)[0]["samples"]
+    expected = sample(dit.model, [cond.positive], [cond.negative], settings=_settings(), shape=(1, 16, 3, H // 8, W // 8),
+                      long_video=long.settings, step_cache=cache)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    uncached = KinemaSampler().sample(dit, cond, nine_frames, **SAMPLER, long_video=long)[0]["samples"]
+    assert not torch.equal(out, uncached), "the step cache skipped nothing"
+
+    vace = KinemaSampler().sample(models["dits"][VACE], cond, latent, **{**SAMPLER, "steps": 2},
+                                  branch=_vace_branch(models), long_video=long)[0]["samples"]
+    assert vace.shape == (1, 16, 2, H // 8, W // 8) and torch.isfinite(vace).all()
+
+
+def test_start_sigma_refusal(models):
+    dit, cond, latent = models["dits"][T2V], models["conditioning"], models["latent"]
     with pytest.raises(ValueError, match="denoise 0.5 and start_sigma 0.4 both start part-way; use one"):
         KinemaSampler().sample(dit, cond, latent, **{**SAMPLER, "denoise": 0.5}, start_sigma=0.4)

@@ -17,6 +17,19 @@ import torch.nn.functional as F
 from .shapes import TEMPORAL_STRIDE
 
 
+# Latent channels of the Wan2.2 VAE: its model (TI2V-5B) takes a start image as a known first latent frame.
+KNOWN_FRAME_CHANNELS = 48
+
+
+def image_mode(dit, channels: int) -> Optional[str]:
+    """How a DiT takes a start image for latents of `channels`: "concat" (I2V: mask + image latents beside the
+    noise, in_dim > out_dim), "known_frame" (TI2V-5B: a known first latent frame) or None (text-to-video)."""
+    in_dim = getattr(getattr(dit, "config", None), "in_dim", None)
+    if in_dim is not None and in_dim > channels:
+        return "concat"
+    return "known_frame" if channels == KNOWN_FRAME_CHANNELS else None
+
+
 @dataclass(frozen=True)
 class ImageConditioning:
     y: Optional[torch.Tensor] = None  # [B, C_y, T, H, W] concatenated to the DiT input (I2V: 4 + 16)
@@ -27,6 +40,11 @@ class ImageConditioning:
     def __post_init__(self) -> None:
         if (self.known_latent is None) != (self.known_mask is None):
             raise ValueError("known_latent and known_mask go together: give both or neither.")
+
+    def to(self, device) -> "ImageConditioning":
+        """The same conditioning with every tensor on `device`."""
+        move = lambda v: None if v is None else v.to(device)  # noqa: E731
+        return ImageConditioning(move(self.y), move(self.clip_fea), move(self.known_latent), move(self.known_mask))
 
 
 def latent_frame_mask(pixel_known: torch.Tensor) -> torch.Tensor:

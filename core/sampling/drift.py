@@ -31,3 +31,16 @@ def match_statistics(x: torch.Tensor, reference: ChannelStats, strength: float) 
     own = ChannelStats.of(x)
     matched = (x - own.mean) / (own.std + _EPS) * reference.std + reference.mean
     return x + strength * (matched - x)
+
+
+def matched_velocity(xw: torch.Tensor, vw: torch.Tensor, sigma: float, references: dict, prompt,
+                     strength: float) -> torch.Tensor:
+    """A window's velocity with its clean estimate matched to the first window of the same prompt.
+
+    `references` maps a prompt key to that first window's statistics (filled by the first window of each
+    prompt, whose velocity comes back unchanged)."""
+    x0 = xw - sigma * vw  # [B, C, L, H, W]
+    if prompt not in references:
+        references[prompt] = ChannelStats.of(x0)
+        return vw
+    return (xw - match_statistics(x0, references[prompt], strength)) / sigma

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ..sampling.shapes import TEMPORAL_STRIDE
+from .shapes import TEMPORAL_STRIDE
 from .windows import Window
 
 _LINE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:s)?\s*:\s*(.+?)\s*$")

@@ -6,9 +6,11 @@ from typing import Optional, Sequence
 
 import torch
 
-from .conditioning import ImageConditioning, first_frame_video, fit_image, i2v_conditioning, ti2v_conditioning
+from .conditioning import (ImageConditioning, first_frame_video, fit_image, i2v_conditioning, image_mode,
+                           ti2v_conditioning)
 from .experts import default_boundary, uses_high_noise_expert
 from .settings import SamplerSettings
+from .shapes import TEMPORAL_STRIDE, spatial_stride
 
 
 def config_field(model, name: str):
@@ -53,8 +55,7 @@ def expert_per_step(dit, dit_low_noise, settings: SamplerSettings, timesteps: to
     """(model, cfg scale) for each step: Wan2.2's high-noise expert above the boundary, the low-noise one below."""
     if dit_low_noise is None:
         return [(dit, settings.cfg)] * len(timesteps)
-    boundary = settings.boundary if settings.boundary is not None else default_boundary(
-        getattr(dit, "config", None))
+    boundary = settings.boundary if settings.boundary is not None else default_boundary(dit)
     low_cfg = settings.cfg if settings.cfg_low_noise is None else settings.cfg_low_noise
     return [(dit, settings.cfg) if high else (dit_low_noise, low_cfg)
             for high in uses_high_noise_expert(timesteps, boundary)]
@@ -72,31 +73,35 @@ def check_image_conditioning(image: Optional[ImageConditioning], shape: tuple) -
                          "build it for the same batch, channels, frames and size.")
 
 
-def image_conditioning(dit, vae, start_image: Optional[torch.Tensor], shape: Sequence[int], frames: int,
-                       height: int, width: int, device: torch.device) -> Optional[ImageConditioning]:
-    """The start image's conditioning for latents of `shape` [B, C, T, h, w] (a video of `frames`
-    frames of height x width pixels), or None without one.
+def image_conditioning(dit, vae, start_image: Optional[torch.Tensor], shape: Sequence[int], device: torch.device,
+                       long_video=None) -> Optional[ImageConditioning]:
+    """The start image's conditioning for latents of `shape` [B, C, T, h, w], or None without one.
 
     `start_image`: [3, H, W] or [1, 3, H, W] in [-1, 1], any size (cover-resized and centre-cropped
-    to the video). I2V models (in_dim > out_dim) get the image's latents beside the noise and
-    refuse to run without one; Wan2.2 TI2V-5B (48 channels) gets it as a known first latent frame.
+    to the video). I2V models get the image's latents beside the noise and refuse to run without
+    one; Wan2.2 TI2V-5B gets it as a known first latent frame. With `long_video` an I2V model's
+    conditioning covers the first window only (later windows reuse its zero-image frames, so a long
+    run never encodes minutes of grey frames).
     """
     batch, channels, latent_frames = shape[:3]
-    in_dim = config_field(dit, "in_dim")
-    concat_i2v = in_dim is not None and in_dim > channels
+    mode = image_mode(dit, channels)
     if start_image is None:
-        if concat_i2v:
-            raise ValueError(f"this is an image-to-video model (in_dim {in_dim} > out_dim {channels}): "
-                             "pass start_image= and vae=.")
+        if mode == "concat":
+            raise ValueError(f"this is an image-to-video model (in_dim {config_field(dit, 'in_dim')} > out_dim "
+                             f"{channels}): pass start_image= and vae=.")
         return None
-    if not concat_i2v and channels != 48:
-        raise ValueError("this text-to-video model does not take a start image; use an I2V model or "
-                         "Wan2.2 TI2V-5B, or drop start_image.")
+    if mode is None:
+        raise ValueError("this is a text-to-video model and takes no start_image (it does not take a start image); "
+                         "use an I2V model or Wan2.2 TI2V-5B, or disconnect start_image.")
     if vae is None:
         raise ValueError("start_image needs the VAE to encode it: pass vae=.")
-    picture = fit_image(start_image, height, width).to(device)  # [1, 3, H, W]
-    if concat_i2v:
-        encoded = vae.encode(first_frame_video(picture, frames))  # [1, C, T, h, w]
-        return i2v_conditioning(encoded.expand(batch, -1, -1, -1, -1), frames)
+    stride = spatial_stride(channels)
+    picture = fit_image(start_image, shape[3] * stride, shape[4] * stride).to(device)  # [1, 3, H, W]
+    if mode == "concat":
+        if long_video is not None:
+            latent_frames = min(latent_frames, long_video.window)
+        pixel_frames = (latent_frames - 1) * TEMPORAL_STRIDE + 1
+        encoded = vae.encode(first_frame_video(picture, pixel_frames))  # [1, C, T, h, w]
+        return i2v_conditioning(encoded.expand(batch, -1, -1, -1, -1), pixel_frames)
     encoded = vae.encode(picture[:, :, None])  # [1, 48, 1, h, w]
     return ti2v_conditioning(encoded.expand(batch, -1, -1, -1, -1), latent_frames)
