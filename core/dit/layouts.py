@@ -1,134 +1,157 @@
-"""Key layouts of Wan DiT files, each a table of anchored rename rules onto the official key names.
+"""Key layouts of Wan DiT files: the official names, and the rename tables onto them.
 
-A rule is `(pattern, template)`: the pattern must match the WHOLE key (re.fullmatch) and the
-template builds the canonical name from its groups; a `None` template drops a tensor the model
-never reads. A layout may end with a `finish` step for what renaming cannot do (diffusers splits
-and reshapes a few Animate tensors). A key that no rule explains is an error, never silently ignored, so a file of an
-unknown variant cannot load half its weights.
+Every fact is written once here and built into layouts by the renaming engine
+(`core.checkpoints.renaming`): the official modules with their parameters (`dit_modules`), the
+diffusers module names (`DIFFUSERS_MODULES`, also read by the LoRA formats) and ComfyUI's prefix.
+A layout renames with its rules and then checks each new name is an official key (`targets`), so a
+rename table is written per module, not per parameter spelling.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Callable, Optional, Union
 
 import torch
 
-from ..checkpoints.io import CheckpointError
+from ..checkpoints.renaming import KeyLayout, Rule, compose, dropped, identity, under_prefix
 
-# Linear layers may carry a per-tensor fp8 scale (ComfyUI "scaled fp8", normalised to `.weight_scale`).
-_LINEAR = r"(?:weight|bias|weight_scale)"
+# Which parameters a module has, per layout. Official linear layers may carry a per-tensor fp8
+# scale (ComfyUI "scaled fp8", normalised to `.weight_scale`); diffusers files are never fp8-scaled.
+LINEAR, AFFINE, NORM = "linear", "affine", "norm"
+_OFFICIAL_PARAMETERS = {LINEAR: r"weight|bias|weight_scale", AFFINE: r"weight|bias", NORM: r"weight"}
+_DIFFUSERS_PARAMETERS = r"weight|bias"
 
-# Every official key, as anchored patterns (sections 2.10, 9.1 and 10.4 of the Wan spec).
-_BLOCK = r"(?:vace_)?blocks\.\d+"  # VACE blocks have the main blocks' structure and names
+# A transformer block; VACE blocks have the main blocks' structure and names.
+BLOCK = r"(?:vace_)?blocks\.\d+"
+
+
+def dit_modules(block: str = BLOCK) -> tuple[tuple[str, str], ...]:
+    """(official module pattern, kind) of the Wan DiT every variant shares (section 2.10 of the Wan spec)."""
+    return (
+        (r"patch_embedding", AFFINE),
+        (r"(?:text_embedding|time_embedding)\.[02]", LINEAR),
+        (r"time_projection\.1", LINEAR),
+        (r"head\.head", LINEAR),
+        (r"img_emb\.proj\.[13]", LINEAR),
+        (r"img_emb\.proj\.[04]", AFFINE),
+        (rf"{block}\.(?:self_attn|cross_attn)\.[qkvo]", LINEAR),
+        (rf"{block}\.cross_attn\.[kv]_img", LINEAR),
+        (rf"{block}\.ffn\.[02]", LINEAR),
+        (rf"{block}\.(?:self_attn|cross_attn)\.norm_[qk]", NORM),
+        (rf"{block}\.cross_attn\.norm_k_img", NORM),
+        (rf"{block}\.norm3", AFFINE),
+    )
+
+
+def modulated_modules(block: str = BLOCK) -> tuple[str, ...]:
+    """Modules that own a `.modulation` table (adaLN shift/scale/gate)."""
+    return (block, r"head")
+
+
 _MOTION = r"motion_encoder\.enc\.net_app\.convs\.\d+"
-OFFICIAL_KEYS = (
-    r"patch_embedding\.(?:weight|bias)",
-    rf"(?:text_embedding|time_embedding)\.[02]\.{_LINEAR}",
-    rf"time_projection\.1\.{_LINEAR}",
-    rf"head\.head\.{_LINEAR}",
-    r"head\.modulation",
-    rf"img_emb\.proj\.[13]\.{_LINEAR}",
-    r"img_emb\.proj\.[04]\.(?:weight|bias)",
-    r"img_emb\.emb_pos",
-    rf"{_BLOCK}\.modulation",
-    rf"{_BLOCK}\.(?:self_attn|cross_attn)\.[qkvo]\.{_LINEAR}",
-    rf"{_BLOCK}\.cross_attn\.[kv]_img\.{_LINEAR}",
-    rf"{_BLOCK}\.(?:self_attn|cross_attn)\.norm_[qk]\.weight",
-    rf"{_BLOCK}\.cross_attn\.norm_k_img\.weight",
-    rf"{_BLOCK}\.norm3\.(?:weight|bias)",
-    rf"{_BLOCK}\.ffn\.[02]\.{_LINEAR}",
-    # VACE (Wan2.1 VACE-1.3B/14B)
-    r"vace_patch_embedding\.(?:weight|bias)",
-    rf"vace_blocks\.\d+\.(?:before|after)_proj\.{_LINEAR}",
-    # Wan2.2 Animate
-    r"pose_patch_embedding\.(?:weight|bias)",
+_EXTRA_MODULES = (
+    # VACE (Wan2.1 VACE-1.3B/14B), section 9.1
+    (r"vace_patch_embedding", AFFINE),
+    (r"vace_blocks\.\d+\.(?:before|after)_proj", LINEAR),
+    # Wan2.2 Animate, section 10.4
+    (r"pose_patch_embedding", AFFINE),
+    (r"motion_encoder\.enc\.fc\.\d+", LINEAR),
+    (r"face_encoder\.(?:conv1_local|conv2|conv3)\.conv", AFFINE),
+    (r"face_encoder\.out_proj", LINEAR),
+    (r"face_adapter\.fuser_blocks\.\d+\.(?:linear1_kv|linear1_q|linear2)", LINEAR),
+    (r"face_adapter\.fuser_blocks\.\d+\.[qk]_norm", NORM),
+)
+# Animate's motion encoder: conv stacks whose layers hold only a weight or only a (FusedLeakyReLU) bias.
+_MOTION_KEYS = (
     r"motion_encoder\.enc\.net_app\.convs\.0\.0\.weight",
     r"motion_encoder\.enc\.net_app\.convs\.0\.1\.bias",
     rf"{_MOTION}\.(?:conv1\.0|conv2\.1|skip\.1)\.weight",
     rf"{_MOTION}\.(?:conv1\.1|conv2\.2)\.bias",
     rf"{_MOTION}\.weight",
-    rf"motion_encoder\.enc\.fc\.\d+\.{_LINEAR}",
     r"motion_encoder\.dec\.direction\.weight",
-    r"face_encoder\.(?:conv1_local|conv2|conv3)\.conv\.(?:weight|bias)",
-    rf"face_encoder\.out_proj\.{_LINEAR}",
     r"face_encoder\.padding_tokens",
-    rf"face_adapter\.fuser_blocks\.\d+\.(?:linear1_kv|linear1_q|linear2)\.{_LINEAR}",
-    r"face_adapter\.fuser_blocks\.\d+\.[qk]_norm\.weight",
+)
+
+# Every official key, as anchored patterns.
+OFFICIAL_KEYS = (
+    *(rf"{module}\.(?:{_OFFICIAL_PARAMETERS[kind]})" for module, kind in dit_modules() + _EXTRA_MODULES),
+    *(rf"{module}\.modulation" for module in modulated_modules()),
+    r"img_emb\.emb_pos",
+    *_MOTION_KEYS,
 )
 # Tensors of official files the model does not read: the motion encoder's blur filters, a fixed
 # [1, 3, 3, 1] outer product that official code saves as buffers.
 OFFICIAL_UNUSED = (rf"{_MOTION}\.(?:conv2|skip)\.0\.kernel",)
 
-COMFY_PREFIX = "model.diffusion_model."
+# ComfyUI saves a diffusion model's tensors under its model wrapper (`model.`) and attribute
+# (`diffusion_model.`): comfy/supported_models_base.py `process_unet_state_dict_for_saving`, which
+# no Wan model config overrides. Its LoRA keys name modules from the wrapper (`diffusion_model.`).
+COMFY_WRAPPER, COMFY_DIT = "model.", "diffusion_model."
+COMFY_PREFIX = COMFY_WRAPPER + COMFY_DIT
+COMFY_LORA_PREFIX = rf"(?:{re.escape(COMFY_WRAPPER)})?{re.escape(COMFY_DIT)}"
 
-# A rule's template: a `re` expansion string, a function of the match (for index arithmetic), or
-# None to drop a tensor the model never reads.
-Template = Union[str, Callable[[re.Match], str], None]
-
-def _diffusers_block_rules(official: str, diffusers: str) -> tuple:
-    """Rename rules of one kind of transformer block (main `blocks` or `vace_blocks`)."""
-    d, o = re.escape(diffusers), official
-    return (
-        (rf"{d}\.(\d+)\.scale_shift_table", rf"{o}.\1.modulation"),
-        (rf"{d}\.(\d+)\.attn1\.to_([qkv])\.(weight|bias)", rf"{o}.\1.self_attn.\2.\3"),
-        (rf"{d}\.(\d+)\.attn1\.to_out\.0\.(weight|bias)", rf"{o}.\1.self_attn.o.\2"),
-        (rf"{d}\.(\d+)\.attn1\.norm_([qk])\.weight", rf"{o}.\1.self_attn.norm_\2.weight"),
-        (rf"{d}\.(\d+)\.attn2\.to_([qkv])\.(weight|bias)", rf"{o}.\1.cross_attn.\2.\3"),
-        (rf"{d}\.(\d+)\.attn2\.to_out\.0\.(weight|bias)", rf"{o}.\1.cross_attn.o.\2"),
-        (rf"{d}\.(\d+)\.attn2\.norm_([qk])\.weight", rf"{o}.\1.cross_attn.norm_\2.weight"),
-        (rf"{d}\.(\d+)\.attn2\.add_([kv])_proj\.(weight|bias)", rf"{o}.\1.cross_attn.\2_img.\3"),
-        (rf"{d}\.(\d+)\.attn2\.norm_added_k\.weight", rf"{o}.\1.cross_attn.norm_k_img.weight"),
-        # Some diffusers exports carry an unused image-query norm; diffusers itself ignores it on load.
-        (rf"{d}\.\d+\.attn2\.norm_added_q\.weight", None),
-        # diffusers swapped the names: its affine pre-cross-attention norm is `norm2`, official `norm3`.
-        (rf"{d}\.(\d+)\.norm2\.(weight|bias)", rf"{o}.\1.norm3.\2"),
-        (rf"{d}\.(\d+)\.ffn\.net\.0\.proj\.(weight|bias)", rf"{o}.\1.ffn.0.\2"),
-        (rf"{d}\.(\d+)\.ffn\.net\.2\.(weight|bias)", rf"{o}.\1.ffn.2.\2"),
-    )
-
-
-_ME = "motion_encoder.enc.net_app.convs"
-_DIFFUSERS_RULES = (
-    (r"patch_embedding\.(weight|bias)", r"patch_embedding.\1"),
-    (r"condition_embedder\.time_embedder\.linear_1\.(weight|bias)", r"time_embedding.0.\1"),
-    (r"condition_embedder\.time_embedder\.linear_2\.(weight|bias)", r"time_embedding.2.\1"),
-    (r"condition_embedder\.time_proj\.(weight|bias)", r"time_projection.1.\1"),
-    (r"condition_embedder\.text_embedder\.linear_1\.(weight|bias)", r"text_embedding.0.\1"),
-    (r"condition_embedder\.text_embedder\.linear_2\.(weight|bias)", r"text_embedding.2.\1"),
-    (r"condition_embedder\.image_embedder\.norm1\.(weight|bias)", r"img_emb.proj.0.\1"),
-    (r"condition_embedder\.image_embedder\.ff\.net\.0\.proj\.(weight|bias)", r"img_emb.proj.1.\1"),
-    (r"condition_embedder\.image_embedder\.ff\.net\.2\.(weight|bias)", r"img_emb.proj.3.\1"),
-    (r"condition_embedder\.image_embedder\.norm2\.(weight|bias)", r"img_emb.proj.4.\1"),
-    (r"condition_embedder\.image_embedder\.pos_embed", r"img_emb.emb_pos"),
-    (r"scale_shift_table", r"head.modulation"),
-    (r"proj_out\.(weight|bias)", r"head.head.\1"),
-    *_diffusers_block_rules("blocks", "blocks"),
+# diffusers module name -> official (diffusers' transformer_wan.py and transformer_wan_vace.py).
+_B = rf"({BLOCK})"
+DIFFUSERS_MODULES: tuple[Rule, ...] = (
+    (r"patch_embedding", "patch_embedding"),
+    (r"condition_embedder\.time_embedder\.linear_1", "time_embedding.0"),
+    (r"condition_embedder\.time_embedder\.linear_2", "time_embedding.2"),
+    (r"condition_embedder\.time_proj", "time_projection.1"),
+    (r"condition_embedder\.text_embedder\.linear_1", "text_embedding.0"),
+    (r"condition_embedder\.text_embedder\.linear_2", "text_embedding.2"),
+    (r"condition_embedder\.image_embedder\.norm1", "img_emb.proj.0"),
+    (r"condition_embedder\.image_embedder\.ff\.net\.0\.proj", "img_emb.proj.1"),
+    (r"condition_embedder\.image_embedder\.ff\.net\.2", "img_emb.proj.3"),
+    (r"condition_embedder\.image_embedder\.norm2", "img_emb.proj.4"),
+    (r"proj_out", "head.head"),
+    (rf"{_B}\.attn1\.to_([qkv])", r"\1.self_attn.\2"),
+    (rf"{_B}\.attn1\.to_out\.0", r"\1.self_attn.o"),
+    (rf"{_B}\.attn1\.norm_([qk])", r"\1.self_attn.norm_\2"),
+    (rf"{_B}\.attn2\.to_([qkv])", r"\1.cross_attn.\2"),
+    (rf"{_B}\.attn2\.to_out\.0", r"\1.cross_attn.o"),
+    (rf"{_B}\.attn2\.norm_([qk])", r"\1.cross_attn.norm_\2"),
+    (rf"{_B}\.attn2\.add_([kv])_proj", r"\1.cross_attn.\2_img"),
+    (rf"{_B}\.attn2\.norm_added_k", r"\1.cross_attn.norm_k_img"),
+    # diffusers swapped the names: its affine pre-cross-attention norm is `norm2`, official `norm3`.
+    (rf"{_B}\.norm2", r"\1.norm3"),
+    (rf"{_B}\.ffn\.net\.0\.proj", r"\1.ffn.0"),
+    (rf"{_B}\.ffn\.net\.2", r"\1.ffn.2"),
     # VACE
-    (r"vace_patch_embedding\.(weight|bias)", r"vace_patch_embedding.\1"),
-    *_diffusers_block_rules("vace_blocks", "vace_blocks"),
-    (r"vace_blocks\.(\d+)\.proj_in\.(weight|bias)", r"vace_blocks.\1.before_proj.\2"),
-    (r"vace_blocks\.(\d+)\.proj_out\.(weight|bias)", r"vace_blocks.\1.after_proj.\2"),
-    # Animate. diffusers numbers the residual blocks from 0 (official convs.1..R), keeps k and v of the
-    # face adapter apart (official: one linear1_kv) and stores the activation biases flat; the names
-    # below marked "staged" are finished by `_finish_diffusers_animate`.
-    (r"pose_patch_embedding\.(weight|bias)", r"pose_patch_embedding.\1"),
-    (r"motion_encoder\.conv_in\.weight", rf"{_ME}.0.0.weight"),
-    (r"motion_encoder\.conv_in\.act_fn\.bias", rf"{_ME}.0.1.bias"),
+    (r"vace_patch_embedding", "vace_patch_embedding"),
+    (r"vace_blocks\.(\d+)\.proj_in", r"vace_blocks.\1.before_proj"),
+    (r"vace_blocks\.(\d+)\.proj_out", r"vace_blocks.\1.after_proj"),
+    # Animate
+    (r"pose_patch_embedding", "pose_patch_embedding"),
+    (r"motion_encoder\.motion_network\.(\d+)", r"motion_encoder.enc.fc.\1"),
+    (r"face_encoder\.(conv1_local|conv2|conv3)", r"face_encoder.\1.conv"),
+    (r"face_encoder\.out_proj", "face_encoder.out_proj"),
+    (r"face_adapter\.(\d+)\.to_q", r"face_adapter.fuser_blocks.\1.linear1_q"),
+    (r"face_adapter\.(\d+)\.to_([kv])", r"face_adapter.fuser_blocks.\1.linear1_\2"),  # staged
+    (r"face_adapter\.(\d+)\.to_out", r"face_adapter.fuser_blocks.\1.linear2"),
+    (r"face_adapter\.(\d+)\.norm_([qk])", r"face_adapter.fuser_blocks.\1.\2_norm"),
+)
+
+# diffusers tensors that are not `<module>.<weight|bias>`. Animate: diffusers numbers the residual
+# blocks from 0 (official convs.1..R), keeps k and v of the face adapter apart (official: one
+# linear1_kv) and stores the activation biases flat; the names marked "staged" are finished by
+# `_finish_diffusers_animate`.
+_ME = "motion_encoder.enc.net_app.convs"
+_STAGED = (r"motion_encoder\.conv_out\.weight", r"face_adapter\.fuser_blocks\.\d+\.linear1_[kv]\.(?:weight|bias)")
+_DIFFUSERS_TENSORS: tuple[Rule, ...] = (
+    (r"scale_shift_table", "head.modulation"),
+    (rf"{_B}\.scale_shift_table", r"\1.modulation"),
+    (r"condition_embedder\.image_embedder\.pos_embed", "img_emb.emb_pos"),
+    # Some diffusers exports carry an unused image-query norm; diffusers itself ignores it on load.
+    (rf"{BLOCK}\.attn2\.norm_added_q\.weight", None),
+    (r"motion_encoder\.conv_in\.weight", f"{_ME}.0.0.weight"),
+    (r"motion_encoder\.conv_in\.act_fn\.bias", f"{_ME}.0.1.bias"),
     (r"motion_encoder\.res_blocks\.(\d+)\.conv1\.weight", lambda m: f"{_ME}.{int(m[1]) + 1}.conv1.0.weight"),
     (r"motion_encoder\.res_blocks\.(\d+)\.conv1\.act_fn\.bias", lambda m: f"{_ME}.{int(m[1]) + 1}.conv1.1.bias"),
     (r"motion_encoder\.res_blocks\.(\d+)\.conv2\.weight", lambda m: f"{_ME}.{int(m[1]) + 1}.conv2.1.weight"),
     (r"motion_encoder\.res_blocks\.(\d+)\.conv2\.act_fn\.bias", lambda m: f"{_ME}.{int(m[1]) + 1}.conv2.2.bias"),
     (r"motion_encoder\.res_blocks\.(\d+)\.conv_skip\.weight", lambda m: f"{_ME}.{int(m[1]) + 1}.skip.1.weight"),
-    (r"motion_encoder\.conv_out\.weight", r"motion_encoder.conv_out.weight"),  # staged: index = R + 1
-    (r"motion_encoder\.motion_network\.(\d+)\.(weight|bias)", r"motion_encoder.enc.fc.\1.\2"),
-    (r"motion_encoder\.motion_synthesis_weight", r"motion_encoder.dec.direction.weight"),
-    (r"face_encoder\.(conv1_local|conv2|conv3)\.(weight|bias)", r"face_encoder.\1.conv.\2"),
-    (r"face_encoder\.(out_proj\.(?:weight|bias)|padding_tokens)", r"face_encoder.\1"),
-    (r"face_adapter\.(\d+)\.to_q\.(weight|bias)", r"face_adapter.fuser_blocks.\1.linear1_q.\2"),
-    (r"face_adapter\.(\d+)\.to_([kv])\.(weight|bias)", r"face_adapter.fuser_blocks.\1.linear1_\2.\3"),  # staged
-    (r"face_adapter\.(\d+)\.to_out\.(weight|bias)", r"face_adapter.fuser_blocks.\1.linear2.\2"),
-    (r"face_adapter\.(\d+)\.norm_([qk])\.weight", r"face_adapter.fuser_blocks.\1.\2_norm.weight"),
+    (r"motion_encoder\.conv_out\.weight", "motion_encoder.conv_out.weight"),  # staged: index = R + 1
+    (r"motion_encoder\.motion_synthesis_weight", "motion_encoder.dec.direction.weight"),
+    (r"face_encoder\.padding_tokens", "face_encoder.padding_tokens"),
 )
 
 
@@ -146,38 +169,17 @@ def _finish_diffusers_animate(tensors: dict[str, torch.Tensor]) -> dict[str, tor
     return tensors
 
 
-@dataclass(frozen=True)
-class KeyLayout:
-    name: str
-    rules: tuple[tuple[str, Template], ...]
-    finish: Optional[Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]] = None  # reshapes, merges
+_HINT = ("This file is a different model or an unsupported variant of Wan; Kinema loads Wan2.1/2.2 T2V, I2V, "
+         "FLF2V, TI2V, VACE and Animate DiTs")
+# Official names are kept as they are (and checked against OFFICIAL_KEYS).
+_OFFICIAL_RULES = dropped(OFFICIAL_UNUSED) + identity([r".+"])
 
-    def to_canonical(self, tensors: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
-        """Tensors renamed to official keys; raises CheckpointError naming keys no rule explains."""
-        compiled = [(re.compile(pattern), template) for pattern, template in self.rules]
-        out: dict[str, torch.Tensor] = {}
-        unknown: list[str] = []
-        for key, value in tensors.items():
-            for pattern, template in compiled:
-                match = pattern.fullmatch(key)
-                if match:
-                    if template is not None:
-                        out[match.expand(template) if isinstance(template, str) else template(match)] = value
-                    break
-            else:
-                unknown.append(key)
-        if unknown:
-            raise CheckpointError(
-                f"{source}: {len(unknown)} tensor(s) that no rule of the {self.name} Wan DiT layout explains, "
-                f"first: {sorted(unknown)[:5]}. This file is a different model or an unsupported variant "
-                f"of Wan; Kinema loads Wan2.1/2.2 T2V, I2V, FLF2V, TI2V, VACE and Animate DiTs"
-            )
-        return self.finish(out) if self.finish is not None else out
-
-
-OFFICIAL = KeyLayout("official", tuple((p, r"\g<0>") for p in OFFICIAL_KEYS) + tuple((p, None) for p in OFFICIAL_UNUSED))
+OFFICIAL = KeyLayout("official Wan DiT", _OFFICIAL_RULES, targets=OFFICIAL_KEYS, hint=_HINT)
 # ComfyUI repackaged files: official names, optionally under ComfyUI's model prefix.
-_COMFY_OPTIONAL_PREFIX = rf"(?:{re.escape(COMFY_PREFIX)})?"
-COMFY = KeyLayout("ComfyUI", tuple((rf"{_COMFY_OPTIONAL_PREFIX}({p})", r"\1") for p in OFFICIAL_KEYS)
-                  + tuple((rf"{_COMFY_OPTIONAL_PREFIX}{p}", None) for p in OFFICIAL_UNUSED))
-DIFFUSERS = KeyLayout("diffusers", _DIFFUSERS_RULES, finish=_finish_diffusers_animate)
+COMFY = KeyLayout("ComfyUI Wan DiT", under_prefix(rf"(?:{re.escape(COMFY_PREFIX)})?", _OFFICIAL_RULES),
+                  targets=OFFICIAL_KEYS, hint=_HINT)
+DIFFUSERS = KeyLayout(
+    "diffusers Wan DiT",
+    _DIFFUSERS_TENSORS + compose(DIFFUSERS_MODULES, [(_DIFFUSERS_PARAMETERS, r"\g<0>")]),
+    targets=OFFICIAL_KEYS + _STAGED, finish=_finish_diffusers_animate, hint=_HINT,
+)
