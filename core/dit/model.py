@@ -235,7 +235,10 @@ class WanDiT(nn.Module):
         if key not in self._rope_cache:
             if len(self._rope_cache) >= _ROPE_CACHE_SIZE:
                 self._rope_cache.pop(next(iter(self._rope_cache)))
-            self._rope_cache[key] = rope_rotation(grid, self.config.head_dim, device=device)  # [L, D/2] complex
+            # A normal tensor even when built under inference_mode: the same model may later run under
+            # autograd (training, or evaluation between training steps), which cannot use inference tensors.
+            with torch.inference_mode(False):
+                self._rope_cache[key] = rope_rotation(grid, self.config.head_dim, device=device)  # [L, D/2] complex
         return self._rope_cache[key]
 
     # --- output --------------------------------------------------------------------------------
