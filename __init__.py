@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import importlib
 
-_PUBLIC_API = {
-    "load_dit": ".api",
-    "load_text_encoder": ".api",
-    "load_vae": ".api",
-    "generate": ".api",
-    "sample": ".api",
-    "SamplerSettings": ".api",
-}
+_PUBLIC_API = {name: ".api" for name in (
+    "load_dit", "load_text_encoder", "load_vae", "generate", "sample", "run_sampling", "SamplingRequest",
+    "SamplerSettings", "LongVideoSettings", "PromptSchedule", "parse_schedule", "StepCacheSettings",
+    "ImageConditioning", "BranchConditioning", "animate_long",
+)}
 
 
 # ComfyUI reads these right after importing the package (`hasattr` reaches `__getattr__`), so

@@ -6,16 +6,29 @@
     vae = kinema.load_vae("wan_2.1_vae.safetensors")
     latents = kinema.generate(dit, te, "a cat surfing", width=832, height=480, frames=33)
     vae.decode_to_file(latents, "cat.mp4", fps=16)
+
+Every sampling call builds one `SamplingRequest` and runs it with `run_sampling`; `generate` (prompt in)
+and `sample` (encoded conditioning in) are its short forms, with long video (`LongVideoSettings`, a
+`PromptSchedule`), the step cache (`StepCacheSettings`), start images and VACE/Animate branches.
 """
 from __future__ import annotations
 
 from .core.dit import WanDiT
 from .core.dit import load_dit as _load_dit
-from .core.sampling import SamplerSettings, generate, sample
+from .core.cache import StepCacheSettings
+from .core.sampling import (BranchConditioning, ImageConditioning, SamplerSettings, SamplingRequest, generate,
+                            run_sampling, sample)
+from .core.sampling.long_video import LongVideoSettings
+from .core.sampling.prompt_schedule import PromptSchedule, parse_schedule
+from .core.sampling.segments import animate_long
 from .core.text import load_text_encoder
 from .core.vae import load_vae
 
-__all__ = ["SamplerSettings", "generate", "load_dit", "load_text_encoder", "load_vae", "sample"]
+__all__ = [
+    "BranchConditioning", "ImageConditioning", "LongVideoSettings", "PromptSchedule", "SamplerSettings",
+    "SamplingRequest", "StepCacheSettings", "animate_long", "generate", "load_dit", "load_text_encoder", "load_vae",
+    "parse_schedule", "run_sampling", "sample",
+]
 
 
 def load_dit(path, *args, compile: bool = False, **options) -> WanDiT:

@@ -15,6 +15,7 @@ import torch
 
 from ..progress import Progress
 from .animate_conditioning import animate_conditioning
+from .branch import BranchConditioning
 from .pipeline import sample
 from .settings import SamplerSettings
 from .shapes import TEMPORAL_STRIDE
@@ -96,9 +97,10 @@ def animate_long(
                                     carry=carry, background=clip["background"],
                                     character_mask=clip["character_mask"], clip_fea=clip_fea)
         shape = (1, cond.pose_latents.shape[1], cond.y.shape[2], height // stride, width // stride)
-        latents = sample(dit, positive, negative, settings=replace(settings, seed=settings.seed + k), shape=shape,
-                         model_kwargs=cond.model_inputs(), progress=progress, device=device)
-        decoded = vae.decode(latents[:, :, cond.reference_frames:])  # [1, 3, clip_len, H, W]
+        branch = BranchConditioning("animate", cond.model_inputs(), shape, cond.reference_frames)
+        latents = sample(dit, positive, negative, settings=replace(settings, seed=settings.seed + k), branch=branch,
+                         progress=progress, device=device)
+        decoded = vae.decode(latents)  # [1, 3, clip_len, H, W]
         carry = decoded[:, :, -overlap:]
         new = decoded[:, :, seg.guided:][:, :, : frames - written]  # the padding beyond the video is dropped
         written += new.shape[2]
