@@ -97,7 +97,7 @@ def test_t5_v1_1_with_shared_bias_is_not_umt5(tmp_path):
 def test_unknown_keys_are_named(tmp_path):
     tensors = official_state_dict()
     tensors["blocks.0.attn.q.lora_A.weight"] = torch.zeros(4, 32)
-    with pytest.raises(CheckpointError, match=r"merged\.safetensors: 1 tensors are not part of a umT5 encoder.*lora_A"):
+    with pytest.raises(CheckpointError, match=r"merged\.safetensors: 1 key\(s\) that no rule of the official umT5 encoder layout explains.*lora_A"):
         load_text_encoder(save(tmp_path, tensors, "merged.safetensors"))
 
 

@@ -17,8 +17,9 @@ from typing import Optional
 import torch
 
 from ..checkpoints.io import CheckpointError, read_state_dict
+from ..checkpoints.renaming import KeyLayout
 from .formats import (ALPHA, BIAS_DIFF, DIFFUSERS, DOWN, FORMATS, MODULATION_DIFF, UP, UP_BIAS, WEIGHT_DIFF,
-                      LoRAFormat)
+                      diffusers_module, split_name)
 
 PEFT_METADATA_KEY = "lora_adapter_metadata"  # where diffusers stores the PEFT config in a safetensors header
 _SHOWN_KEYS = 5
@@ -64,41 +65,39 @@ def load_lora(path: str | os.PathLike) -> LoRA:
 def lora_from_tensors(tensors: dict[str, torch.Tensor], source: str, metadata: Optional[dict] = None) -> LoRA:
     if not tensors:
         raise CheckpointError(f"{source}: the file holds no tensors; it is not a LoRA")
-    fmt, parsed, unknown = _best_format(tensors)
-    if not parsed:
+    dora = next((key for key in tensors if "dora_scale" in key), None)
+    if dora is not None:
+        raise CheckpointError(f"{source}: this is a DoRA (key {dora!r}); DoRA LoRAs are not supported, nothing was "
+                              f"applied")
+    fmt = _best_format(tensors)
+    if fmt is None:
         raise CheckpointError(
             f"{source}: no key matches a known Wan DiT LoRA format ({', '.join(f.name for f in FORMATS)}); "
             f"first keys: {list(tensors)[:_SHOWN_KEYS]}. Is this a LoRA for another model (SD, Flux, "
             f"HunyuanVideo) or a text-encoder LoRA? Kinema applies LoRAs trained on Wan2.1/2.2 DiTs"
         )
-    if unknown:
-        hint = " (DoRA LoRAs are not supported)" if any("dora_scale" in k for k in unknown) else ""
-        raise CheckpointError(
-            f"{source}: {len(unknown)} key(s) that no rule of the {fmt.name} LoRA format maps onto the Wan DiT{hint}, "
-            f"first: {unknown[:_SHOWN_KEYS]}. The file mixes layouts or targets layers Kinema does not know; "
-            f"nothing was applied"
-        )
     groups: dict[str, dict[str, torch.Tensor]] = {}
-    for key, (module, role) in parsed.items():
+    spelled: dict[str, str] = {}  # module -> one of its keys as the file spells it
+    for key, name in fmt.canonical_names(tensors, source).items():
+        module, role = split_name(name)
         groups.setdefault(module, {})[role] = tensors[key]
+        spelled[module] = key
     alphas = _peft_alphas(metadata, source) if fmt is DIFFUSERS else None
     lora = LoRA(source, fmt.name)
     for module, parts in groups.items():
-        _add_module(lora, module, parts, alphas, source)
+        peft_alpha = alphas(diffusers_module(spelled[module])) if alphas else None
+        _add_module(lora, module, parts, peft_alpha, source)
     return lora
 
 
-def _best_format(tensors: dict[str, torch.Tensor]) -> tuple[LoRAFormat, dict[str, tuple[str, str]], list[str]]:
-    best = None
-    for fmt in FORMATS:
-        parsed = {key: p for key in tensors if (p := fmt.parse(key)) is not None}
-        if best is None or len(parsed) > len(best[1]):
-            best = (fmt, parsed)
-    fmt, parsed = best
-    return fmt, parsed, [key for key in tensors if key not in parsed]
+def _best_format(tensors: dict[str, torch.Tensor]) -> Optional[KeyLayout]:
+    """The format whose rules explain the most keys (None when none explains any)."""
+    explained = {fmt: len(tensors) - len(fmt.unexplained(tensors)) for fmt in FORMATS}
+    best = max(FORMATS, key=lambda fmt: explained[fmt])  # first of equals: FORMATS is in preference order
+    return best if explained[best] else None
 
 
-def _add_module(lora: LoRA, module: str, parts: dict[str, torch.Tensor], alphas, source: str) -> None:
+def _add_module(lora: LoRA, module: str, parts: dict[str, torch.Tensor], peft_alpha, source: str) -> None:
     down, up = parts.get(DOWN), parts.get(UP)
     if (down is None) != (up is None) or (down is None and (ALPHA in parts or UP_BIAS in parts)):
         present = sorted(parts)
@@ -114,7 +113,7 @@ def _add_module(lora: LoRA, module: str, parts: dict[str, torch.Tensor], alphas,
             )
         rank = down.shape[0]
         alpha = float(parts[ALPHA].item()) if ALPHA in parts else None
-        scale = _scale(alpha, rank, alphas, module)
+        scale = _scale(alpha, rank, peft_alpha)
         lora.low_rank[module] = LowRank(down, up, scale, parts.get(UP_BIAS))
     if WEIGHT_DIFF in parts:
         lora.diffs[f"{module}.weight"] = parts[WEIGHT_DIFF]
@@ -124,18 +123,19 @@ def _add_module(lora: LoRA, module: str, parts: dict[str, torch.Tensor], alphas,
         lora.diffs[f"{module}.modulation"] = parts[MODULATION_DIFF]
 
 
-def _scale(alpha: Optional[float], rank: int, peft, module: str) -> float:
+def _scale(alpha: Optional[float], rank: int, peft_alpha: Optional[tuple[Optional[float], bool]]) -> float:
+    """`alpha`: the file's own; `peft_alpha`: (lora_alpha, use_rslora) from a PEFT header."""
     if alpha is not None:
         return alpha / rank
-    if peft is not None:
-        alpha, rs_lora = peft(module)
+    if peft_alpha is not None:
+        alpha, rs_lora = peft_alpha
         if alpha is not None:
             return alpha / (math.sqrt(rank) if rs_lora else rank)
     return 1.0  # no alpha anywhere: diffusers/PEFT and ComfyUI both apply up @ down as is
 
 
 def _peft_alphas(metadata: Optional[dict], source: str):
-    """module -> (lora_alpha, use_rslora) from the PEFT config diffusers stores in the file header."""
+    """diffusers module name -> (lora_alpha, use_rslora) from the PEFT config diffusers stores in the file header."""
     raw = (metadata or {}).get(PEFT_METADATA_KEY)
     if not raw:
         return None
@@ -148,8 +148,7 @@ def _peft_alphas(metadata: Optional[dict], source: str):
     patterns = config.get("alpha_pattern") or {}
     rs_lora = bool(config.get("use_rslora", False))
 
-    def alpha_for(module: str):
-        name = _diffusers_name(module)
+    def alpha_for(name: str):
         for pattern, value in patterns.items():
             # PEFT's rule: the pattern matches the module name or a dotted suffix of it.
             if re.match(rf"(.*\.)?({pattern})$", name):
@@ -158,13 +157,3 @@ def _peft_alphas(metadata: Optional[dict], source: str):
 
     return alpha_for
 
-
-def _diffusers_name(module: str) -> str:
-    """Official module name -> diffusers (PEFT alpha patterns are written in diffusers names)."""
-    for old, new in ((".self_attn.o", ".attn1.to_out.0"), (".cross_attn.o", ".attn2.to_out.0"),
-                     (".self_attn.", ".attn1.to_"), (".cross_attn.k_img", ".attn2.add_k_proj"),
-                     (".cross_attn.v_img", ".attn2.add_v_proj"), (".cross_attn.", ".attn2.to_"),
-                     (".ffn.0", ".ffn.net.0.proj"), (".ffn.2", ".ffn.net.2")):
-        if old in module:
-            return module.replace(old, new)
-    return module
