@@ -45,13 +45,13 @@ def write(tmp_path, name: str, tensors: dict) -> str:
     return str(path)
 
 
-def write_peft(tmp_path, tensors: dict, alpha: float, rank: int) -> str:
-    """Saved by diffusers itself, PEFT config (lora_alpha) in the header."""
+def write_peft(tmp_path, tensors: dict, alpha: float, rank: int, **config) -> str:
+    """Saved by diffusers itself, PEFT config (lora_alpha, and any other LoraConfig field) in the header."""
     layers = {k.removeprefix("transformer."): v for k, v in tensors.items()}
     modules = sorted({k.rsplit(".lora_", 1)[0] for k in layers})
     WanPipeline.save_lora_weights(tmp_path, transformer_lora_layers=layers, weight_name="peft.safetensors",
                                   transformer_lora_adapter_metadata={"r": rank, "lora_alpha": alpha,
-                                                                     "target_modules": modules})
+                                                                     "target_modules": modules, **config})
     return str(tmp_path / "peft.safetensors")
 
 
@@ -89,6 +89,21 @@ def test_each_format_matches_diffusers(setup, tmp_path, kind):
     lora = load_lora(path)
     for mode in MODES:
         assert relative_error(apply_loras(ours, [(lora, 0.7)], mode)(**inputs), expected) < 1e-4, mode
+
+
+def test_peft_alpha_patterns_name_diffusers_modules(setup, tmp_path):
+    """PEFT's per-module alphas are written in diffusers names, for block and top-level layers alike."""
+    model, ours, inputs = setup
+    patches = random_patches(model, block_modules(model) + list(GLOBAL_LINEARS), alpha=None, seed=3)
+    path = write_peft(tmp_path, peft_lora(patches, model), 8.0, 4,
+                      alpha_pattern={"proj_out": 1.0, "condition_embedder.time_proj": 24.0, "attn1.to_q": 16.0})
+    reference = fresh_reference()
+    diffusers_load(reference, path, "x")
+    expected = reference_forward(reference, inputs)
+    lora = load_lora(path)
+    assert [lora.low_rank[m].scale for m in ("head.head", "time_projection.1", "blocks.0.self_attn.q")] == [0.25, 6, 4]
+    for mode in MODES:
+        assert relative_error(apply_loras(ours, [(lora, 1.0)], mode)(**inputs), expected) < 1e-4, mode
 
 
 def test_stacked_loras_with_own_strengths(setup, tmp_path):

@@ -94,9 +94,9 @@ _UNEXPLAINED = object()
 
 
 def _expand(match: re.Match, template: Template) -> Optional[str]:
-    if template is None or isinstance(template, str):
-        return template if template is None else match.expand(template)
-    return template(match)
+    if template is None:
+        return None
+    return match.expand(template) if isinstance(template, str) else template(match)
 
 
 def _expander(pattern: str, template: Template) -> Callable[[str], Optional[str]]:
@@ -125,8 +125,8 @@ def under_prefix(prefix: str, rules: Iterable[Rule]) -> tuple[Rule, ...]:
     return tuple(out)
 
 
-def compose(heads: Iterable[Rule], tails: Iterable[Rule], separator: str = r"\.") -> tuple[Rule, ...]:
-    """Rules for keys `<head><separator><tail>`, named `<new head>.<new tail>`.
+def compose(heads: Iterable[Rule], tails: Iterable[Rule]) -> tuple[Rule, ...]:
+    """Rules for keys `<head>.<tail>`, named `<new head>.<new tail>`.
 
     Each table is written once for its own part: a module table (`attn1.to_q` -> `self_attn.q`)
     composed with parameter spellings (`weight|bias`) or LoRA part spellings (`lora_A.weight`).
@@ -147,5 +147,5 @@ def compose(heads: Iterable[Rule], tails: Iterable[Rule], separator: str = r"\."
             head, tail = rename_head(m["_head"]), rename_tail(m["_tail"])
             return None if head is None or tail is None else f"{head}.{tail}"
 
-        out.append((rf"(?P<_head>{pattern}){separator}(?P<_tail>{tail_pattern})", None if template is None else joined))
+        out.append((rf"(?P<_head>{pattern})\.(?P<_tail>{tail_pattern})", None if template is None else joined))
     return tuple(out)
