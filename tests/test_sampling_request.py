@@ -163,3 +163,33 @@ def test_generate_reaches_long_video_and_the_step_cache_from_python(tmp_path):
     with av.open(str(path)) as video:
         frames = [frame.to_ndarray(format="rgb24") for frame in video.decode(video=0)]
     assert len(frames) == 33 and frames[0].shape == (64, 64, 3)
+
+
+class Unprepared:
+    """The DiT without `prepare_context`: the engine then hands it raw text at every call (the uncached path)."""
+
+    def __init__(self, dit):
+        self.dit, self.config = dit, dit.config
+
+    def parameters(self):
+        return self.dit.parameters()
+
+    def __call__(self, *args, **kwargs):
+        return self.dit(*args, **kwargs)
+
+
+def test_text_keys_and_values_once_per_run_equal_the_uncached_path_bit_for_bit(dits):
+    """A prompt schedule across long-video windows, guidance, Animate's CLIP features: prepared once per run
+    (per model and prompt) or recomputed at every call, the latents are identical."""
+    from kinema.core.sampling.prompt_schedule import PromptSchedule, PromptSegment
+
+    positive, negative = _text()
+    schedule = PromptSchedule((PromptSegment(0, "a", positive), PromptSegment(9, "b", [_random(5, TEXT_DIM, seed=8)])))
+    branch = animate_branch(5)
+
+    def run(dit):
+        request = SamplingRequest(dit=dit, positive=schedule, negative=negative, settings=SETTINGS, branch=branch,
+                                  long_video=LongVideoSettings(window=3, overlap=1))
+        return run_sampling(request)
+
+    assert torch.equal(run(dits["animate"]), run(Unprepared(dits["animate"])))

@@ -17,7 +17,7 @@ from .prompt_schedule import PromptSchedule
 from .request import SamplingRequest
 from .schedules import make_schedule
 from .setup import check_image_conditioning, config_field, default_device, expert_per_step, start_shape, to_device
-from .windowed import WindowPlan, window_velocity
+from .windowed import PreparedContexts, WindowPlan, window_velocity
 from .windows import blend_coefficients, plan_windows
 
 
@@ -62,7 +62,7 @@ def run_sampling(request: SamplingRequest, progress: Optional[Progress] = None) 
         negative=to_device(r.negative, device),
         models=[_step_cache_view(r, schedule) for _ in windows],
         image=image, branch=_branch_on(r.branch, device),
-        patch=tuple(config_field(r.dit, "patch_size") or (1, 2, 2))[1:],
+        patch=tuple(config_field(r.dit, "patch_size") or (1, 2, 2))[1:], prepared=PreparedContexts(),
         drift_strength=long.drift_strength if long is not None else 0.0,
     )
     velocity_at = window_velocity(plan, schedule.sigmas, schedule.timesteps, experts, progress)

@@ -46,7 +46,27 @@ class WindowPlan:
     image: Optional[ImageConditioning]
     branch: Optional[BranchConditioning]
     patch: tuple[int, int]  # spatial patch of the DiT tokens (per-token timesteps)
+    prepared: "PreparedContexts"
     drift_strength: float = 0.0
+
+
+class PreparedContexts:
+    """Each (model, prompt) pair's text (and CLIP image) keys and values, computed once per run and reused
+    at every step and window (`WanDiT.prepare_context`); models without it get the raw context. Lives as long
+    as the run, which is what invalidates it."""
+
+    def __init__(self):
+        self._made: dict[tuple[int, int], tuple] = {}
+
+    def __call__(self, model, context, clip_fea, batch: int, device) -> tuple[object, bool]:
+        """(the context to pass, whether clip_fea is bound into it)."""
+        prepare = getattr(model, "prepare_context", None)
+        if prepare is None:
+            return context, False
+        key = (id(model), id(context))
+        if key not in self._made:  # the model and context are kept with it, so their ids stay theirs
+            self._made[key] = (model, context, prepare(context, clip_fea, device=device, batch=batch))
+        return self._made[key][2], True
 
 
 def window_velocity(plan: WindowPlan, sigmas: torch.Tensor, timesteps: torch.Tensor,
@@ -74,8 +94,14 @@ def window_velocity(plan: WindowPlan, sigmas: torch.Tensor, timesteps: torch.Ten
             if plan.branch is not None:
                 inputs.update(plan.branch.window_inputs(x.shape[0], window.start, window.end, x.device))
             call = plan.models[k](model)
-            vw = guided_velocity(lambda context: call(xw, tw, context, **inputs), plan.contexts[k],
-                                 plan.negative, scale)  # [B, C, P + L, H, W]
+            clip_fea = inputs.pop("clip_fea", None)
+
+            def predict(context):
+                text, bound = plan.prepared(model, context, clip_fea, x.shape[0], x.device)
+                extra = inputs if bound or clip_fea is None else {**inputs, "clip_fea": clip_fea}
+                return call(xw, tw, text, **extra)
+
+            vw = guided_velocity(predict, plan.contexts[k], plan.negative, scale)  # [B, C, P + L, H, W]
             if plan.drift_strength:
                 vw[:, :, p:] = matched_velocity(xw[:, :, p:], vw[:, :, p:], sigma, references, id(plan.contexts[k]),
                                             plan.drift_strength)
