@@ -66,8 +66,10 @@ def test_prepared_run_is_bit_identical_to_the_raw_run(models, variant, batch):
     raw = _sample(dit, inputs, prompts, prepare=False)
     prepared = _sample(dit, inputs, prompts, prepare=True)
     assert torch.equal(raw, prepared)
-    # ...and the prompt switch and the guidance are real (a run on one prompt ends elsewhere).
-    assert not torch.equal(raw, _sample(dit, inputs, dict(prompts, b=prompts["a"]), prepare=True))
+    # ...and not because the text is ignored: the two prompts give different velocities.
+    model_inputs = {k: v for k, v in inputs.items() if k != "context" and v is not None}
+    with torch.no_grad():
+        assert (dit(**model_inputs, context=prompts["a"]) - dit(**model_inputs, context=prompts["b"])).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("variant", ["t2v", "i2v_clip", "vace"])
