@@ -35,6 +35,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vae", default=str(VAE_FILE), help="the VAE whose latent space is upscaled")
     parser.add_argument("--out", default=str(UPSCALE_FILE), help="output .safetensors")
+    # The resumable training state stays in the git-ignored runs/ folder; only the export ships.
+    parser.add_argument("--checkpoint", default=None,
+                        help="resumable training state (default: demo_model/runs/latent_upscale/<out name>.train.pt)")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--mid-channels", type=int, default=48)
@@ -49,8 +52,7 @@ def main(argv=None) -> None:
     vae = load_vae(vae_file)
     out = Path(args.out)
     config = UpsamplerConfig(channels=vae.config.z_dim, mid_channels=args.mid_channels, blocks=args.blocks)
-    # The resumable training state stays in the git-ignored runs/ folder; only the export ships.
-    checkpoint = RUNS / "latent_upscale" / (out.stem + ".train.pt")
+    checkpoint = Path(args.checkpoint or RUNS / "latent_upscale" / (out.stem + ".train.pt"))
     # Pairs: the demo's 64 px clips and the same clips drawn sharp at 128 px (what the DiT's 64 px
     # latents should become), not a resize of either.
     full = round(SIZE * config.scale)

@@ -1,6 +1,6 @@
 """core.upscale: latent interpolation vs an independent 3D resize, the streamed VAE round trip vs the
 whole-clip composition, the learned upsampler (identity-to-bicubic at init, file round trip, errors),
-resumable training, and the streaming output chain (transform + crop)."""
+resumable training, the demo's training script, and the streaming output chain (transform + crop)."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -203,6 +203,28 @@ def test_training_pairs_need_matching_sizes(vae):
 
     with pytest.raises(ValueError, match="do not make an x2.0 pair"):
         training_pair(vae, torch.zeros(1, 3, 1, 24, 40), 2.0)
+
+
+def test_demo_clips_are_the_same_clip_drawn_at_two_sizes():
+    """The demo script's pairs: the 128 px clip shrunk by area averaging is the 64 px clip of that step."""
+    from kinema.demo.train_upsampler import demo_clips
+
+    small, full = demo_clips(2, 64)(3), demo_clips(2, 128)(3)  # [2, 3, 17, 64, 64], [2, 3, 17, 128, 128]
+    shrunk = F.interpolate(full, size=small.shape[2:], mode="area")
+    assert (shrunk - small).abs().mean() < 0.01
+    assert (demo_clips(2, 64)(4) - small).abs().mean() > 0.1  # another step, other clips
+
+
+def test_demo_script_trains_and_exports(tmp_path):
+    from kinema.demo.train_upsampler import main
+
+    threads = torch.get_num_threads()  # the script sets its own thread count
+    vae_file = save_tiny_vae(tmp_path / "vae", "2.1", "comfy")
+    out, checkpoint = tmp_path / "up.safetensors", tmp_path / "runs" / "up.train.pt"
+    main(["--vae", str(vae_file), "--out", str(out), "--checkpoint", str(checkpoint), "--steps", "1", "--batch",
+          "1", "--mid-channels", "8", "--blocks", "1", "--threads", str(threads)])
+    assert load_upsampler(out).config == UpsamplerConfig(channels=16, mid_channels=8, blocks=1, scale=2.0)
+    assert torch.load(checkpoint, weights_only=True)["step"] == 1
 
 
 # ---- streaming output chain ----------------------------------------------------------------------
