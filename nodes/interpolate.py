@@ -3,10 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.interp.methods import DEFAULT_METHOD
+from ..core.interp.methods import METHODS as INTERPOLATORS
 from . import host
 
 RETIME = "KINEMA_RETIME"  # socket type name: a public API
-METHODS = ("dis_flow", "blend")  # what core.interp offers (RIFE weights are not supported yet)
+# core.interp's methods, its default first (the widget's order)
+METHODS = (DEFAULT_METHOD, *sorted(m for m in INTERPOLATORS if m != DEFAULT_METHOD))
 METHOD_TOOLTIP = ("dis_flow: motion-compensated in-betweens from OpenCV DIS optical flow (needs opencv-python-"
                   "headless, no weights). blend: cross-fade, ghosts on motion.")
 
