@@ -15,6 +15,7 @@ from . import host
 POSE = "KINEMA_POSE"  # socket type: a core.pose.PoseSequence
 STYLES = ("openpose", "wan_animate", "face_crops")
 CATEGORY = "Kinema/pose"
+OPENPOSE_JSON_PREFIX = "kinema/pose"  # in the output folder
 
 
 def _to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -23,15 +24,15 @@ def _to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 def _to_image(frames: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(frames)).float() / 255.0  # [N, H, W, 3]
+    """uint8 pictures `[..., H, W, 3]` -> ComfyUI IMAGE values, float 0..1."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).float() / 255.0
 
 
-def _resized(images: torch.Tensor, width: int, height: int) -> np.ndarray:
-    if images.shape[1:3] != (height, width):
-        images = torch.nn.functional.interpolate(images.permute(0, 3, 1, 2).float(), size=(height, width),
-                                                 mode="bilinear", align_corners=False, antialias=True)
-        images = images.permute(0, 2, 3, 1)
-    return _to_uint8(images)
+def _resized(images: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """IMAGE `[N, H, W, 3]` -> float 0..1 `[N, height, width, 3]` on the same device (antialiased when shrinking)."""
+    from ..core.pose.resize import resize_pictures
+
+    return resize_pictures(images.detach(), height, width).clamp(0, 1)
 
 
 class KinemaPoseExtract:
@@ -68,12 +69,18 @@ class KinemaPoseExtract:
                     "OpenPose JSON only: width of the pictures it was made from (JSON does not say)."}),
                 "json_height": ("INT", {"default": 0, "min": 0, "max": 16384, "tooltip":
                     "OpenPose JSON only: height of those pictures."}),
+                "save_openpose_json": ("BOOLEAN", {"default": False, "tooltip":
+                    f"Also save the pose (after cleaning) as OpenPose JSON in the output folder "
+                    f"({OPENPOSE_JSON_PREFIX}_00001_.json, ...; never overwrites): one file with a dict per frame "
+                    f"(COCO-18 body, 70 face points, both hands, confidences as found, canvas size). Other tools "
+                    f"read it, and so does video_path here."}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
     def extract(self, frame_step: int, detect_long_side: int, smooth: bool, max_gap: int, images=None,
-                video_path: str = "", pose_keypoint=None, json_width: int = 0, json_height: int = 0, unique_id=None):
+                video_path: str = "", pose_keypoint=None, json_width: int = 0, json_height: int = 0,
+                save_openpose_json: bool = False, unique_id=None):
         from ..core.pose.smoothing import CleanSettings, clean
 
         given = [name for name, value in (("images", images), ("video_path", (video_path or "").strip()),
@@ -85,6 +92,8 @@ class KinemaPoseExtract:
                           json_width, json_height)
         info = _describe(pose)
         pose = clean(pose, CleanSettings(max_gap=max_gap, smooth=smooth))
+        if save_openpose_json:
+            info += f"; saved as {_save_openpose_json(pose)}"
         host.show_text(unique_id, info)
         return (pose, info)
 
@@ -104,6 +113,15 @@ class KinemaPoseExtract:
             return from_openpose_json(path, json_width or None, json_height or None)
         with host.progress("Pose extraction", 0) as progress:
             return extract_video(path, settings=settings, progress=progress)
+
+
+def _save_openpose_json(pose) -> str:
+    """Writes the pose as OpenPose JSON to a new file in the output folder; returns its name there."""
+    from ..core.pose.formats import save_openpose_json
+
+    target = host.new_output_file(OPENPOSE_JSON_PREFIX, "json")
+    save_openpose_json(pose, target.path)
+    return "/".join(part for part in (target.subfolder, target.filename) if part)
 
 
 def _describe(pose) -> str:
@@ -185,9 +203,9 @@ class KinemaPoseRender:
 
         keypoints = to_pose_keypoint(pose)
         if style == "face_crops":
-            return (_to_image(np.stack(list(_face_crops(pose, background)))), keypoints)
+            return (torch.stack(list(_face_crops(pose, background))).clamp(0, 1), keypoints)
         width, height = width or pose.width, height or pose.height
-        frames = None if background is None else _resized(background, width, height)
+        frames = None if background is None else _to_uint8(_resized(background, width, height))
         with host.progress("Pose render", pose.frame_count) as progress:
             pictures = []
             for done, picture in enumerate(iter_render(pose, style, width=width, height=height, background=frames,
@@ -198,6 +216,7 @@ class KinemaPoseRender:
 
 
 def _face_crops(pose, background):
+    """One face crop per pose frame, IMAGE-style float 0..1 `[512, 512, 3]` on the CPU."""
     from ..core.pose.extract_mediapipe import iter_video_frames
     from ..core.pose.face_crops import face_boxes, iter_face_crops
 
@@ -206,11 +225,13 @@ def _face_crops(pose, background):
         if background.shape[0] != pose.frame_count:
             raise ValueError(f"face_crops: background has {background.shape[0]} frames but the pose has "
                              f"{pose.frame_count}; connect the driving frames the pose was extracted from")
-        return iter_face_crops(iter(_resized(background, pose.width, pose.height)), boxes)
+        frames = _resized(background, pose.width, pose.height)  # [N, H, W, 3] float, on background's device
+        return (crop.cpu() for crop in iter_face_crops(iter(frames), boxes))
     if pose.video_path is None or not os.path.isfile(pose.video_path):
         raise ValueError("face_crops needs the driving frames: connect them to 'background', or extract the pose "
                          "from a video file (KinemaPoseExtract video_path) so they can be read from it")
-    return iter_face_crops(iter_video_frames(pose.video_path, pose.video_frame_step), boxes)
+    frames = iter_video_frames(pose.video_path, pose.video_frame_step)  # uint8 numpy [H, W, 3] each
+    return (_to_image(crop) for crop in iter_face_crops(frames, boxes))
 
 
 NODE_CLASS_MAPPINGS = {

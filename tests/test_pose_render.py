@@ -23,7 +23,7 @@ def _pose(body_points: dict, hands=None, face=None, width=W, height=H) -> PoseSe
 ARM = {"Neck": (160, 60), "RShoulder": (120, 60), "RElbow": (100, 120), "RWrist": (90, 180)}
 
 
-@pytest.mark.parametrize("backend", ["numpy", "opencv"])
+@pytest.mark.parametrize("backend", ["kornia", "opencv"])
 def test_openpose_colours_and_sizes(backend):
     if backend == "opencv" and opencv() is None:
         pytest.skip("OpenCV not installed")
@@ -48,7 +48,7 @@ def test_both_rasterisers_agree():
     pose = PoseSequence(body[None], np.stack([hand, hand + [100, 50, 0]])[None], face[None], W, H)
     for style in ("openpose", "wan_animate"):
         a = render(pose, style, backend="opencv")[0]
-        b = render(pose, style, backend="numpy")[0]
+        b = render(pose, style, backend="kornia")[0]
         drawn_a, drawn_b = a.any(axis=-1), b.any(axis=-1)
         iou = (drawn_a & drawn_b).sum() / (drawn_a | drawn_b).sum()
         same_colour = (a == b).all(axis=-1)[drawn_a & drawn_b].mean()
@@ -59,13 +59,13 @@ def test_wan_animate_style_scales_with_resolution_draws_toes_and_no_face():
     legs = {"LKnee": (200, 300), "LAnkle": (200, 500), "LToe": (260, 520)}
     face = np.zeros((70, 3), np.float32)
     face[:, :2], face[:, 2] = (400, 100), 1.0
-    image = render(_pose(legs, face=face, width=1280, height=720), "wan_animate", backend="numpy")[0]
+    image = render(_pose(legs, face=face, width=1280, height=720), "wan_animate", backend="kornia")[0]
     stick = max(720 // 200 - 1, 1)  # 2 px at 720p
     np.testing.assert_array_equal(image[520, 260], COLORS[BODY["LToe"]])  # toe joint: its own colour
     np.testing.assert_array_equal(image[510, 230], [int(c * 0.6) for c in COLORS[17]])  # ankle->toe limb
     assert image[400, 200 + stick].any() and not image[400, 200 + stick + 2].any()
     assert not image[100, 400].any()  # no face dots in Wan-Animate's pose video
-    assert render(_pose(legs, face=face, width=1280, height=720), "openpose", backend="numpy")[0][100, 400].all()
+    assert render(_pose(legs, face=face, width=1280, height=720), "openpose", backend="kornia")[0][100, 400].all()
     with pytest.raises(ValueError, match="unknown pose style"):
         render(_pose(legs), "dwpose")
 

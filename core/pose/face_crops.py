@@ -4,6 +4,10 @@ The box is the bounding box of the 68 face points grown to 1.3x its area with it
 the extra width is split evenly, the extra height goes 3/4 above (forehead, hair) and 1/4 below,
 as Wan2.2's preprocessing does. Frames without a face reuse the nearest frame's box, so the crop
 never jumps to the picture's corner.
+
+Boxes are whole pixels and axis-aligned, so a crop is a slice plus a resize (resize.py). An affine
+warp (kornia's warp_affine) gives the same bilinear samples when a box is enlarged, but has no
+antialiasing for a large face box shrunk to 512.
 """
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
+from .raster import Picture
+from .resize import resize_pictures, to_uint8
 from .types import PoseSequence
 
 FACE_CROP_SIZE = 512
@@ -55,17 +61,24 @@ def face_boxes(pose: PoseSequence, **options) -> np.ndarray:
     return np.array([boxes[i] for i in nearest], np.int64)
 
 
-def crop_face(frame: np.ndarray, box, size: int = FACE_CROP_SIZE) -> np.ndarray:
-    """Crop `frame` `[H, W, 3]` uint8 to `box` and stretch it to `size` x `size` (bilinear, aspect not kept)."""
+def crop_face(frame: Picture, box, size: int = FACE_CROP_SIZE) -> Picture:
+    """Crop `frame` `[H, W, 3]` to `box` and stretch it to `size` x `size` (bilinear, antialiased, aspect not kept).
+
+    `frame`: uint8 numpy, or a torch tensor (uint8, or float in any range) on any device; the crop
+    comes back as the same kind, dtype and device.
+    """
     x0, y0, x1, y1 = (int(v) for v in box)
-    patch = torch.from_numpy(np.ascontiguousarray(frame[y0:y1, x0:x1])).permute(2, 0, 1)[None].float()  # [1, 3, h, w]
-    resized = torch.nn.functional.interpolate(patch, size=(size, size), mode="bilinear", align_corners=False,
-                                              antialias=True)  # [1, 3, size, size]
-    return resized[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+    pixels = frame if torch.is_tensor(frame) else torch.from_numpy(np.ascontiguousarray(frame))
+    crop = resize_pictures(pixels[None, y0:y1, x0:x1], size, size)[0]  # [size, size, 3] float
+    if pixels.dtype == torch.uint8:
+        crop = to_uint8(crop)
+    else:
+        crop = crop.to(pixels.dtype)
+    return crop if torch.is_tensor(frame) else crop.numpy()
 
 
-def iter_face_crops(frames: Iterable[np.ndarray], boxes: np.ndarray, size: int = FACE_CROP_SIZE) -> Iterator[np.ndarray]:
-    """Streams one `[size, size, 3]` crop per frame; `frames` and `boxes` must pair up one to one."""
+def iter_face_crops(frames: Iterable[Picture], boxes: np.ndarray, size: int = FACE_CROP_SIZE) -> Iterator[Picture]:
+    """Streams one `[size, size, 3]` crop per frame (see crop_face); `frames` and `boxes` must pair up one to one."""
     count = 0
     for count, frame in enumerate(frames, 1):
         if count > len(boxes):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -207,6 +208,36 @@ def to_pose_keypoint(pose: PoseSequence, normalized: bool = False, threshold: fl
 
 
 def to_openpose_json(pose: PoseSequence) -> list:
-    """PoseSequence -> one OpenPose JSON dict per frame (pixels, COCO-18 body, real confidences)."""
-    return [{"version": 1.3, "people": [{"person_id": [-1], **_person(pose, i, 1e-6, False, np.ones(3))}]}
-            for i in range(pose.frame_count)]
+    """PoseSequence -> one OpenPose JSON dict per frame (pixels, COCO-18 body, real confidences).
+
+    Each frame also carries `canvas_width` / `canvas_height` (as POSE_KEYPOINT does), so the file
+    reads back without being told the picture size.
+    """
+    return [{"version": 1.3, "people": [{"person_id": [-1], **_person(pose, i, 1e-6, False, np.ones(3))}],
+             "canvas_width": pose.width, "canvas_height": pose.height} for i in range(pose.frame_count)]
+
+
+def save_openpose_json(pose: PoseSequence, path) -> None:
+    """Writes `to_openpose_json(pose)` as one JSON file at `path`, which must not exist yet.
+
+    The text goes to a temporary file beside it that is then linked to `path`: a reader never sees
+    half a file, and a file that appeared meanwhile is never replaced.
+    """
+    path = Path(os.fspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            json.dump(to_openpose_json(pose), file)
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; an export is for reading
+        taken = FileExistsError(f"{path} already exists; the pose JSON is never written over a file")
+        try:
+            os.link(temporary, path)  # atomic, and fails when `path` exists
+        except FileExistsError:
+            raise taken from None
+        except OSError:  # a file system without hard links
+            if path.exists():
+                raise taken from None
+            os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)

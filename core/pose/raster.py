@@ -1,14 +1,28 @@
-"""The four drawing primitives pose rendering needs, on an RGB uint8 canvas `[H, W, 3]`.
+"""The four drawing primitives pose rendering needs, on an RGB uint8 picture `[H, W, 3]`.
 
 OpenCV draws them exactly as OpenPose / DWPose / Wan-Animate do (no anti-aliasing), so it is used
-when installed. Without it, a small numpy rasteriser fills the same shapes by testing pixel
-centres; the two agree to within a pixel on each shape's border (tests compare them).
+for numpy pictures when installed. Otherwise, and for torch pictures on any device (CPU or CUDA),
+kornia fills each shape as a convex polygon: a pixel is painted when its centre lies inside the
+polygon or on its border. The outlines are chosen so the result matches OpenCV's pixels:
+
+- limb ellipse: the same whole-pixel outline as cv2.ellipse2Poly; kornia and cv2.fillConvexPoly
+  then fill identical pixels.
+- disc of radius r: every pixel centre within r of the centre, which is what cv2.circle fills.
+- line of thickness t: every pixel centre within `stroke_radius(t)` of the segment. kornia's own
+  draw_line is one pixel wide whatever the thickness, while OpenCV's thick lines are about t + 1
+  pixels wide (its polygon fill rounds each row's ends outwards), so the band is used instead.
 """
 from __future__ import annotations
 
 import math
+from typing import Union
 
 import numpy as np
+import torch
+
+Picture = Union[np.ndarray, torch.Tensor]
+BACKENDS = ("auto", "opencv", "kornia")
+ARC_SAG = 0.05  # px: how far a round outline's chords may cut inside the ideal circle
 
 
 def opencv():
@@ -18,6 +32,14 @@ def opencv():
     except ImportError:
         return None
     return cv2
+
+
+def _kornia_fill():
+    try:  # kornia >= 0.9 moved the drawing functions to kornia.image
+        from kornia.image import draw_convex_polygon
+    except ImportError:
+        from kornia.utils import draw_convex_polygon
+    return draw_convex_polygon
 
 
 def ellipse_polygon(center: tuple[int, int], half_axes: tuple[int, int], angle_deg: int) -> np.ndarray:
@@ -34,74 +56,151 @@ def ellipse_polygon(center: tuple[int, int], half_axes: tuple[int, int], angle_d
     return points[keep]
 
 
-class NumpyCanvas:
-    """Fills shapes by testing which pixel centres (integer coordinates) they cover."""
+def disc_polygon(center: tuple[int, int], radius: int) -> np.ndarray:
+    """Vertices `[K, 2]` of a polygon holding exactly the pixel centres within `radius` of a pixel centre.
 
-    def __init__(self, image: np.ndarray):
-        self.image = image  # [H, W, 3] uint8, drawn in place
+    Such centres lie at squared distances r^2 or less, the next ones at r^2 + 1 or more; the polygon
+    passes between the two rings (its corners at sqrt(r^2 + 0.5), its edges never nearer than r).
+    """
+    corner = math.sqrt(radius * radius + 0.5)
+    sides = max(8, math.ceil(math.pi / math.acos((radius + 1e-3) / corner)))
+    t = np.arange(sides) * (2 * math.pi / sides)
+    return np.stack([center[0] + corner * np.cos(t), center[1] + corner * np.sin(t)], axis=-1)
 
-    def _window(self, x0: float, y0: float, x1: float, y1: float):
-        height, width = self.image.shape[:2]
-        xa, xb = max(int(math.floor(x0)), 0), min(int(math.ceil(x1)), width - 1)
-        ya, yb = max(int(math.floor(y0)), 0), min(int(math.ceil(y1)), height - 1)
-        if xa > xb or ya > yb:
-            return None
-        ys, xs = np.mgrid[ya:yb + 1, xa:xb + 1]
-        return (slice(ya, yb + 1), slice(xa, xb + 1)), xs.astype(np.float64), ys.astype(np.float64)
 
-    def _paint(self, window, inside: np.ndarray, color) -> None:
-        self.image[window][inside] = np.asarray(color, np.uint8)
+def stroke_radius(thickness: int) -> float:
+    """Distance from the segment within which a line of `thickness` covers pixel centres, as OpenCV draws it.
+
+    Thickness 1 is a one-pixel line (centres within half a pixel). Thicker lines are filled polygons
+    of half-width t/2 (t/2 + 1/4 for odd t) whose row ends OpenCV rounds to the nearest pixel, which
+    adds about half a pixel on each side.
+    """
+    if thickness <= 1:
+        return 0.5
+    return thickness / 2 + 0.5 + (0.25 if thickness % 2 else 0.0)
+
+
+def stroke_polygon(start: tuple[int, int], end: tuple[int, int], radius: float) -> np.ndarray:
+    """Vertices `[K, 2]` of the band within `radius` of the segment start-end (a capsule; a disc when they meet)."""
+    (x0, y0), (x1, y1) = start, end
+    direction = math.atan2(y1 - y0, x1 - x0)
+    steps = max(2, math.ceil(math.pi / (2 * math.acos(1 - min(ARC_SAG / radius, 1.0)))))  # per half circle
+    around_end = direction + np.linspace(-math.pi / 2, math.pi / 2, steps + 1)
+    around_start = around_end + math.pi
+    return np.concatenate([np.stack([x1 + radius * np.cos(around_end), y1 + radius * np.sin(around_end)], -1),
+                           np.stack([x0 + radius * np.cos(around_start), y0 + radius * np.sin(around_start)], -1)])
+
+
+class KorniaCanvas:
+    """Fills convex polygons with kornia into a uint8 torch picture `[H, W, 3]` on its own device, in place.
+
+    Shapes are queued and filled when the canvas is closed (`with canvas_for(...) as canvas:`): kornia
+    fills one polygon per picture of a batch, so the queued shapes' masks are computed a batch at a
+    time (one call costs about as much as a small one), then painted in the order they were drawn.
+    """
+
+    def __init__(self, image: torch.Tensor):
+        self.image = image
+        self._planes = image.permute(2, 0, 1)  # [3, H, W] view of the same memory
+        self._queue: list = []  # (polygon [K, 2] float64, colour)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        if kind is None:
+            self.paint()
+        self._queue.clear()
 
     def fill_convex(self, polygon: np.ndarray, color) -> None:
-        # Scanline fill between the leftmost and rightmost edge crossing of each row, as OpenCV's
-        # fillConvexPoly does: an ellipse outline rounded to whole pixels is only nearly convex.
-        polygon = np.asarray(polygon, np.float64).reshape(-1, 2)
-        height, width = self.image.shape[:2]
-        top, bottom = max(int(polygon[:, 1].min()), 0), min(int(polygon[:, 1].max()), height - 1)
-        if top > bottom:
-            return
-        start, end = polygon, np.roll(polygon, -1, axis=0)  # edges [K, 2] -> [K, 2]
-        rows = np.arange(top, bottom + 1, dtype=np.float64)[:, None]  # [R, 1]
-        low, high = np.minimum(start[:, 1], end[:, 1]), np.maximum(start[:, 1], end[:, 1])  # [K]
-        crosses = (rows >= low) & (rows <= high)  # [R, K]
-        flat = high == low
-        t = np.where(flat, 0.0, (rows - start[:, 1]) / np.where(flat, 1.0, end[:, 1] - start[:, 1]))
-        xs = start[:, 0] + t * (end[:, 0] - start[:, 0])  # [R, K]
-        left = np.where(crosses, np.where(flat, np.minimum(start[:, 0], end[:, 0]), xs), np.inf).min(axis=1)
-        right = np.where(crosses, np.where(flat, np.maximum(start[:, 0], end[:, 0]), xs), -np.inf).max(axis=1)
-        color = np.asarray(color, np.uint8)
-        for row, a, b in zip(range(top, bottom + 1), np.round(left), np.round(right)):
-            if a <= b and b >= 0 and a < width:
-                self.image[row, max(int(a), 0):min(int(b), width - 1) + 1] = color
+        self._queue.append((np.asarray(polygon, np.float64).reshape(-1, 2), tuple(int(c) for c in color)))
 
     def ellipse(self, center: tuple[int, int], half_axes: tuple[int, int], angle_deg: int, color) -> None:
         self.fill_convex(ellipse_polygon(center, half_axes, angle_deg), color)
 
     def disc(self, center: tuple[int, int], radius: int, color) -> None:
-        cx, cy = center
-        found = self._window(cx - radius, cy - radius, cx + radius, cy + radius)
-        if found is not None:
-            window, xs, ys = found
-            self._paint(window, (xs - cx) ** 2 + (ys - cy) ** 2 <= radius * radius + radius, color)
+        self.fill_convex(disc_polygon(center, radius), color)
 
     def line(self, start: tuple[int, int], end: tuple[int, int], thickness: int, color) -> None:
-        (x0, y0), (x1, y1) = start, end
-        half = max(thickness, 1) / 2.0
-        found = self._window(min(x0, x1) - half, min(y0, y1) - half, max(x0, x1) + half, max(y0, y1) + half)
-        if found is None:
-            return
-        window, xs, ys = found
-        dx, dy = x1 - x0, y1 - y0
-        length2 = dx * dx + dy * dy
-        t = np.zeros_like(xs) if length2 == 0 else np.clip(((xs - x0) * dx + (ys - y0) * dy) / length2, 0, 1)
-        distance2 = (xs - x0 - t * dx) ** 2 + (ys - y0 - t * dy) ** 2
-        self._paint(window, distance2 <= half * half + 0.25, color)
+        self.fill_convex(stroke_polygon(start, end, stroke_radius(thickness)), color)
+
+    def paint(self) -> None:
+        """Fills every queued shape into the picture."""
+        _, height, width = self._planes.shape
+        shapes = []  # (order, polygon, mask window (ya, yb, xa, xb) end-exclusive, colour)
+        for order, (polygon, color) in enumerate(self._queue):
+            # The mask window keeps a shape's whole width even where it leaves the picture: kornia before
+            # 0.9 clamps edge slopes to the window's width, which bends edges cut off at its side.
+            xa, xb = max(math.floor(polygon[:, 0].min()), -width), min(math.ceil(polygon[:, 0].max()) + 1, 2 * width)
+            ya, yb = max(math.floor(polygon[:, 1].min()), 0), min(math.ceil(polygon[:, 1].max()) + 1, height)
+            if max(xa, 0) < min(xb, width) and ya < yb:  # at least partly on the picture
+                shapes.append((order, polygon, (ya, yb, xa, xb), color))
+        self._queue.clear()
+        masks = {}
+        for batch in _batches(sorted(shapes, key=_batch_order)):
+            for (order, *_), mask in zip(batch, _fill_masks(batch, self.image.device)):
+                masks[order] = mask
+        colors = {}
+        for order, _, (ya, yb, xa, xb), color in shapes:
+            if color not in colors:
+                colors[color] = torch.tensor(color, dtype=torch.uint8, device=self.image.device)[:, None, None]
+            left, right = max(xa, 0), min(xb, width)  # the part on the picture
+            window = self._planes[:, ya:yb, left:right]  # [3, h, w] view into the picture
+            mask = masks[order][:, left - xa:right - xa]
+            window.copy_(torch.where(mask, colors[color], window))
+
+
+MASK_BATCH_PIXELS = 1 << 21  # pixels of one batch of masks (shapes x their largest window)
+
+
+def _batch_order(shape) -> tuple:
+    # Outlines of similar length and windows of similar size share a batch: every polygon of a batch is
+    # padded to its longest outline and every mask to its largest window.
+    _, polygon, (ya, yb, xa, xb), _ = shape
+    return len(polygon).bit_length(), (yb - ya) * (xb - xa)
+
+
+def _batches(shapes: list) -> list:
+    """Runs of shapes (sorted by _batch_order) of one outline class whose masks fit MASK_BATCH_PIXELS together."""
+    batches, current, tallest, widest = [], [], 0, 0
+    for shape in shapes:
+        ya, yb, xa, xb = shape[2]
+        grown = (len(current) + 1) * max(tallest, yb - ya) * max(widest, xb - xa)
+        if current and (grown > MASK_BATCH_PIXELS or _batch_order(shape)[0] != _batch_order(current[0])[0]):
+            batches.append(current)
+            current, tallest, widest = [], 0, 0
+        current.append(shape)
+        tallest, widest = max(tallest, yb - ya), max(widest, xb - xa)
+    return batches + ([current] if current else [])
+
+
+def _fill_masks(batch: list, device: torch.device) -> list:
+    """Each shape's filled pixels `[h, w]` bool over its own window, from one kornia call for the batch."""
+    tallest = max(yb - ya for _, _, (ya, yb, _, _), _ in batch)
+    widest = max(xb - xa for _, _, (_, _, xa, xb), _ in batch)
+    corners = max(len(polygon) for _, polygon, _, _ in batch)
+    local = np.empty((len(batch), corners, 2))  # [B, K, 2], each polygon in its window's pixels
+    for index, (_, polygon, (ya, _, xa, _), _) in enumerate(batch):
+        local[index, :len(polygon)] = polygon - (xa, ya)
+        local[index, len(polygon):] = local[index, len(polygon) - 1]  # shorter outlines repeat their last corner
+    blank = torch.zeros(len(batch), 1, tallest, widest, dtype=torch.uint8, device=device)  # [B, 1, h, w]
+    ones = torch.ones(len(batch), 1, dtype=torch.uint8, device=device)
+    filled = _kornia_fill()(blank, torch.as_tensor(local, dtype=torch.float32, device=device), ones)
+    return [filled[index, 0, :yb - ya, :xb - xa].bool() for index, (_, _, (ya, yb, xa, xb), _) in enumerate(batch)]
 
 
 class OpenCVCanvas:
+    """Draws with OpenCV into a numpy picture, immediately."""
+
     def __init__(self, image: np.ndarray, cv2):
         self.image = image
         self._cv2 = cv2
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        return None
 
     def fill_convex(self, polygon: np.ndarray, color) -> None:
         self._cv2.fillConvexPoly(self.image, np.asarray(polygon, np.int32), [int(c) for c in color])
@@ -116,13 +215,26 @@ class OpenCVCanvas:
         self._cv2.line(self.image, start, end, [int(c) for c in color], thickness=thickness)
 
 
-def canvas_for(image: np.ndarray, backend: str = "auto"):
-    """A canvas drawing into `image` in place: backend "opencv", "numpy" or "auto" (OpenCV when installed)."""
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or not image.flags.c_contiguous:
-        raise ValueError(f"canvas must be a contiguous uint8 [H, W, 3] array, got {image.dtype} {list(image.shape)}")
-    if backend not in ("auto", "opencv", "numpy"):
-        raise ValueError(f"unknown drawing backend {backend!r}; use 'auto', 'opencv' or 'numpy'")
-    cv2 = opencv() if backend != "numpy" else None
+def canvas_for(image: Picture, backend: str = "auto"):
+    """A canvas drawing into `image` (uint8 `[H, W, 3]`, numpy or a torch tensor on any device) in place.
+
+    Use it as a context manager: shapes are complete in `image` when the `with` block ends.
+
+    backend: "opencv", "kornia" or "auto" (OpenCV for numpy pictures when installed, else kornia).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown drawing backend {backend!r}; use one of {', '.join(map(repr, BACKENDS))}")
+    is_tensor = torch.is_tensor(image)
+    uint8 = image.dtype == (torch.uint8 if is_tensor else np.uint8)
+    contiguous = image.is_contiguous() if is_tensor else image.flags.c_contiguous
+    if not uint8 or image.ndim != 3 or image.shape[2] != 3 or not contiguous:
+        raise ValueError(f"canvas must be a contiguous uint8 [H, W, 3] picture, got {image.dtype} {list(image.shape)}")
+    cv2 = opencv() if backend == "opencv" or (backend == "auto" and not is_tensor) else None
     if backend == "opencv" and cv2 is None:
         raise ImportError("the 'opencv' drawing backend needs OpenCV: pip install opencv-python-headless")
-    return OpenCVCanvas(image, cv2) if cv2 is not None else NumpyCanvas(image)
+    if cv2 is None:
+        return KorniaCanvas(image if is_tensor else torch.from_numpy(image))  # shares the numpy memory
+    if is_tensor and image.device.type != "cpu":
+        raise ValueError(f"OpenCV draws only into CPU pictures, this one is on {image.device}; "
+                         f"use the 'kornia' backend (or 'auto') for it")
+    return OpenCVCanvas(image.numpy() if is_tensor else image, cv2)

@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from .raster import canvas_for
+from .raster import Picture, canvas_for
 from .types import PoseSequence
 
 # Limbs as (from, to) body indices, in the order their colours are assigned.
@@ -67,37 +67,41 @@ def _pixel(point) -> tuple[int, int]:
     return int(point[0]), int(point[1])  # OpenPose truncates, it does not round
 
 
-def draw_pose(image: np.ndarray, body: np.ndarray, hands: np.ndarray, face: np.ndarray, style: Style, *,
-              body_on: bool = True, hands_on: bool = True, face_on: bool = True, backend: str = "auto") -> np.ndarray:
-    """Draws one frame's points (already in `image`'s pixels) into `image` `[H, W, 3]` uint8, in place."""
-    canvas = canvas_for(image, backend)
-    height, width = image.shape[:2]
-    size = style.sizes(width, height)
-    threshold = style.threshold
-    if body_on:
-        for (a, b), color in zip(LIMBS, COLORS):
-            if max(a, b) >= style.body_points or body[a, 2] < threshold or body[b, 2] < threshold:
-                continue
-            (xa, ya), (xb, yb) = body[a, :2], body[b, :2]
-            length = math.hypot(xa - xb, ya - yb)
-            angle = math.degrees(math.atan2(ya - yb, xa - xb))
-            canvas.ellipse((int((xa + xb) / 2), int((ya + yb) / 2)), (int(length / 2), size["stick"]), int(angle),
-                           [int(c * LIMB_SHADE) for c in color])
-        for point, color in zip(body[:style.body_points], COLORS):
-            if point[2] >= threshold:
-                canvas.disc(_pixel(point), size["joint"], color)
-    if hands_on:
-        for hand in hands:  # [21, 3]
-            for (a, b), color in zip(HAND_EDGES, HAND_EDGE_COLORS):
-                if hand[a, 2] >= threshold and hand[b, 2] >= threshold:
-                    canvas.line(_pixel(hand[a]), _pixel(hand[b]), size["hand_line"], color)
-            for point in hand:
+def draw_pose(image: Picture, body: np.ndarray, hands: np.ndarray, face: np.ndarray, style: Style, *,
+              body_on: bool = True, hands_on: bool = True, face_on: bool = True, backend: str = "auto") -> Picture:
+    """Draws one frame's points (already in `image`'s pixels) into `image` `[H, W, 3]` uint8, in place.
+
+    `image` is a numpy array or a torch tensor on any device; see raster.canvas_for for `backend`.
+    """
+    with canvas_for(image, backend) as canvas:
+        height, width = image.shape[:2]
+        size = style.sizes(width, height)
+        threshold = style.threshold
+        if body_on:
+            for (a, b), color in zip(LIMBS, COLORS):
+                if max(a, b) >= style.body_points or body[a, 2] < threshold or body[b, 2] < threshold:
+                    continue
+                (xa, ya), (xb, yb) = body[a, :2], body[b, :2]
+                length = math.hypot(xa - xb, ya - yb)
+                angle = math.degrees(math.atan2(ya - yb, xa - xb))
+                center = (int((xa + xb) / 2), int((ya + yb) / 2))
+                canvas.ellipse(center, (int(length / 2), size["stick"]), int(angle),
+                               [int(c * LIMB_SHADE) for c in color])
+            for point, color in zip(body[:style.body_points], COLORS):
                 if point[2] >= threshold:
-                    canvas.disc(_pixel(point), size["hand_joint"], HAND_JOINT_COLOR)
-    if face_on and style.draw_face:
-        for point in face:
-            if point[2] >= threshold:
-                canvas.disc(_pixel(point), size["face"], FACE_COLOR)
+                    canvas.disc(_pixel(point), size["joint"], color)
+        if hands_on:
+            for hand in hands:  # [21, 3]
+                for (a, b), color in zip(HAND_EDGES, HAND_EDGE_COLORS):
+                    if hand[a, 2] >= threshold and hand[b, 2] >= threshold:
+                        canvas.line(_pixel(hand[a]), _pixel(hand[b]), size["hand_line"], color)
+                for point in hand:
+                    if point[2] >= threshold:
+                        canvas.disc(_pixel(point), size["hand_joint"], HAND_JOINT_COLOR)
+        if face_on and style.draw_face:
+            for point in face:
+                if point[2] >= threshold:
+                    canvas.disc(_pixel(point), size["face"], FACE_COLOR)
     return image
 
 
