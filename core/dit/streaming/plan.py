@@ -54,11 +54,10 @@ class StreamPlan:
         streamed = (f"{self.streamed} streamed from {STORAGES[self.storage]} (prefetch {self.prefetch})"
                     if self.streamed else "none streamed")
         line = (f"{self.on_device} of {self.blocks} blocks on {self.device}, {streamed}; weights on device "
-                f"~{self.weight_bytes / GB:.2f} GB (blocks {sum(self.block_bytes[:self.on_device]) / GB:.2f} GB, "
-                f"other parts {self.other_bytes / GB:.2f} GB, streaming buffers {self.buffer_bytes / GB:.2f} GB)")
+                f"~{_size(self.weight_bytes)} (blocks {_size(sum(self.block_bytes[:self.on_device]))}, other parts "
+                f"{_size(self.other_bytes)}, streaming buffers {_size(self.buffer_bytes)})")
         if self.budget is not None:
-            line += (f", activation margin {self.activation_margin / GB:.2f} GB, budget "
-                     f"{self.budget / GB:.2f} GB")
+            line += f", activation margin {_size(self.activation_margin)}, budget {_size(self.budget)}"
         return line
 
 
@@ -105,6 +104,10 @@ def activation_margin(config, compute_dtype: torch.dtype, tokens: int = DEFAULT_
     text_blocks = config.num_layers + len(config.vace_layers or ())
     prompts = PROMPTS * text_blocks * 2 * config.text_len * config.dim * size
     return tokens * per_token + prompts
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / GB:.2f} GB" if nbytes >= GB / 10 else f"{nbytes / 1e6:.1f} MB"
 
 
 def _buffer_bytes(block_bytes: Sequence[int], kept: int, prefetch: int) -> int:

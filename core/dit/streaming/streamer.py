@@ -14,8 +14,8 @@ homes: the switch costs one copy of the kept blocks, never a read of the checkpo
 other parts (embeddings, head: ~2% of a model) stay on the device, so `next(dit.parameters())`
 still says where the model runs.
 
-Copies of the model (`copy.deepcopy`, as `apply_loras` makes) share every tensor with it and get
-their own streamer.
+Copies of the model (`copy.deepcopy`, as `apply_loras` makes) share every tensor with it (a copy
+must not double the weights) and get their own streamer.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ import torch.nn as nn
 from . import copies
 from .copies import Loaded
 from .plan import StreamPlan
-from .units import Unit, other_slots, running_order, tensors_in
+from .units import Unit, other_slots, running_order, slots, tensors_in
 
 log = logging.getLogger(__name__)
 
@@ -175,15 +175,17 @@ class BlockStreamer:
 
     def __deepcopy__(self, memo: dict) -> "BlockStreamer":
         # Share every tensor (homes, device copies, buffers) and adapter tuple: a copy of the model
-        # must not duplicate weights. Modules are copied through `memo` like the rest of the model.
+        # must not duplicate weights. The model's hooks lead a deepcopy here before its modules, which
+        # are then copied through `memo` like the rest of the model.
+        values = [s.get() for s in slots(self.dit)]
         for loaded in [*self._loaded.values(), *([self._other] if self._other is not None else [])]:
-            for _, home, installed in loaded.records:
-                for value in (home, installed):
-                    memo.setdefault(id(value), value)
-                    for t in tensors_in(value):
-                        memo.setdefault(id(t), t)
+            values += [value for _, home, installed in loaded.records for value in (home, installed)]
             if loaded.buffer is not None:
-                memo.setdefault(id(loaded.buffer), loaded.buffer)
+                values.append(loaded.buffer)
+        for value in values:
+            memo.setdefault(id(value), value)
+            for t in tensors_in(value):
+                memo.setdefault(id(t), t)
         new = object.__new__(BlockStreamer)
         memo[id(self)] = new
         for name, value in self.__dict__.items():
