@@ -1,4 +1,4 @@
-"""Pose pictures: OpenPose colours and sizes, the Wan-Animate variant, the two rasterisers, face crops."""
+"""Pose pictures: OpenPose colours and sizes, the Wan-Animate variant, OpenCV and kornia drawing alike, face crops."""
 from __future__ import annotations
 
 import numpy as np
@@ -52,7 +52,9 @@ def test_both_rasterisers_agree():
         drawn_a, drawn_b = a.any(axis=-1), b.any(axis=-1)
         iou = (drawn_a & drawn_b).sum() / (drawn_a | drawn_b).sum()
         same_colour = (a == b).all(axis=-1)[drawn_a & drawn_b].mean()
-        assert iou > 0.9 and same_colour > 0.9, (style, iou, same_colour)
+        # Long limbs and the 2-pixel hand lines may differ from OpenCV by a pixel at their borders
+        # (test_pose_raster.py bounds each shape); discs, short limbs and 1-pixel lines are identical.
+        assert iou > 0.97 and same_colour > 0.99, (style, iou, same_colour)
 
 
 def test_wan_animate_style_scales_with_resolution_draws_toes_and_no_face():

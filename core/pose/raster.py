@@ -8,9 +8,12 @@ polygon or on its border. The outlines are chosen so the result matches OpenCV's
 - limb ellipse: the same whole-pixel outline as cv2.ellipse2Poly; kornia and cv2.fillConvexPoly
   then fill identical pixels.
 - disc of radius r: every pixel centre within r of the centre, which is what cv2.circle fills.
-- line of thickness t: every pixel centre within `stroke_radius(t)` of the segment. kornia's own
-  draw_line is one pixel wide whatever the thickness, while OpenCV's thick lines are about t + 1
-  pixels wide (its polygon fill rounds each row's ends outwards), so the band is used instead.
+- line of thickness t >= 2: every pixel centre within `stroke_radius(t)` of the segment. kornia's
+  own draw_line is one pixel wide whatever the thickness, while OpenCV's thick lines are about
+  t + 1 pixels wide (its polygon fill rounds each row's ends outwards), so the band is used instead.
+- line of thickness 1: OpenCV's one-pixel line, as a thin parallelogram (`hairline_polygon`).
+  kornia's draw_line draws the same kind of line but breaks exact ties the other way and refuses
+  end points off the picture, which retargeted poses have.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import torch
 Picture = Union[np.ndarray, torch.Tensor]
 BACKENDS = ("auto", "opencv", "kornia")
 ARC_SAG = 0.05  # px: how far a round outline's chords may cut inside the ideal circle
+HAIRLINE_NUDGE = 1e-3  # px: breaks a one-pixel line's exact ties towards the smaller coordinate
 
 
 def opencv():
@@ -42,14 +46,21 @@ def _kornia_fill():
     return draw_convex_polygon
 
 
+def _table_sin(degrees) -> np.ndarray:
+    """sin of whole degrees as OpenCV's drawing code tabulates it (7 decimals, single precision), so the
+    rounded outline lands on the same pixels as cv2.ellipse2Poly's."""
+    return np.round(np.sin(np.radians(degrees)), 7).astype(np.float32).astype(np.float64)
+
+
 def ellipse_polygon(center: tuple[int, int], half_axes: tuple[int, int], angle_deg: int) -> np.ndarray:
     """Vertices `[K, 2]` int32 of an ellipse outline sampled every degree, like cv2.ellipse2Poly(delta=1)."""
-    theta = math.radians(angle_deg)
-    t = np.radians(np.arange(0, 361))
-    x = half_axes[0] * np.cos(t)
-    y = half_axes[1] * np.sin(t)
-    points = np.stack([center[0] + x * math.cos(theta) - y * math.sin(theta),
-                       center[1] + x * math.sin(theta) + y * math.cos(theta)], axis=-1)
+    angle = angle_deg % 360
+    sin_angle, cos_angle = _table_sin(angle), _table_sin(angle + 90)
+    degrees = np.arange(0, 361)
+    x = half_axes[0] * _table_sin(degrees + 90)
+    y = half_axes[1] * _table_sin(degrees)
+    points = np.stack([center[0] + x * cos_angle - y * sin_angle,
+                       center[1] + x * sin_angle + y * cos_angle], axis=-1)
     points = np.round(points).astype(np.int32)
     keep = np.ones(len(points), bool)
     keep[1:] = np.any(points[1:] != points[:-1], axis=-1)  # drop repeated vertices like OpenCV
@@ -69,14 +80,11 @@ def disc_polygon(center: tuple[int, int], radius: int) -> np.ndarray:
 
 
 def stroke_radius(thickness: int) -> float:
-    """Distance from the segment within which a line of `thickness` covers pixel centres, as OpenCV draws it.
+    """Distance from the segment within which a line of `thickness` >= 2 covers pixel centres, as OpenCV draws it.
 
-    Thickness 1 is a one-pixel line (centres within half a pixel). Thicker lines are filled polygons
-    of half-width t/2 (t/2 + 1/4 for odd t) whose row ends OpenCV rounds to the nearest pixel, which
-    adds about half a pixel on each side.
+    OpenCV fills a polygon of half-width t/2 (t/2 + 1/4 for odd t) and rounds each row's ends to the
+    nearest pixel, which adds about half a pixel on each side.
     """
-    if thickness <= 1:
-        return 0.5
     return thickness / 2 + 0.5 + (0.25 if thickness % 2 else 0.0)
 
 
@@ -89,6 +97,22 @@ def stroke_polygon(start: tuple[int, int], end: tuple[int, int], radius: float) 
     around_start = around_end + math.pi
     return np.concatenate([np.stack([x1 + radius * np.cos(around_end), y1 + radius * np.sin(around_end)], -1),
                            np.stack([x0 + radius * np.cos(around_start), y0 + radius * np.sin(around_start)], -1)])
+
+
+def hairline_polygon(start: tuple[int, int], end: tuple[int, int]) -> np.ndarray:
+    """Vertices `[4, 2]` of a one-pixel line between pixel centres, as OpenCV's (8-connected) thickness-1 line.
+
+    Along the longer axis every pixel from start to end is drawn; across it, the one whose centre is
+    nearest the segment. That is a parallelogram one pixel across, nudged so that a centre exactly
+    half a pixel off is kept on the side OpenCV keeps: that of the end point with the smaller x.
+    """
+    (x0, y0), (x1, y1) = start, end
+    if abs(x1 - x0) >= abs(y1 - y0):  # one pixel per column; ties towards the left end's row
+        nudge = HAIRLINE_NUDGE * np.sign((x1 - x0) * (y1 - y0))
+        low, high = -0.5 - nudge, 0.5 - nudge
+        return np.array([(x0, y0 + low), (x1, y1 + low), (x1, y1 + high), (x0, y0 + high)], np.float64)
+    low, high = -0.5 - HAIRLINE_NUDGE, 0.5 - HAIRLINE_NUDGE  # one pixel per row; ties towards smaller x
+    return np.array([(x0 + low, y0), (x1 + low, y1), (x1 + high, y1), (x0 + high, y0)], np.float64)
 
 
 class KorniaCanvas:
@@ -122,7 +146,10 @@ class KorniaCanvas:
         self.fill_convex(disc_polygon(center, radius), color)
 
     def line(self, start: tuple[int, int], end: tuple[int, int], thickness: int, color) -> None:
-        self.fill_convex(stroke_polygon(start, end, stroke_radius(thickness)), color)
+        if thickness <= 1:
+            self.fill_convex(hairline_polygon(start, end), color)
+        else:
+            self.fill_convex(stroke_polygon(start, end, stroke_radius(thickness)), color)
 
     def paint(self) -> None:
         """Fills every queued shape into the picture."""
