@@ -3,8 +3,9 @@
 torch's bilinear interpolation with `antialias=True` is used, not kornia's `resize(antialias=True)`:
 torch shrinks with Pillow's reducing filter (a triangle as wide as the scale factor; it matches
 Pillow within one grey level), while kornia blurs with a Gaussian of sigma (factor - 1) / 2 first,
-which barely filters the common 1-2x reductions (at 1.5x it lets ~3x more of a pattern above the
-new Nyquist frequency through) and departs from Pillow by tens of grey levels.
+which barely filters the common 1-2x reductions (at 1.5x stripes finer than the new pixels alias as
+strongly as with no filter at all, about 3x more than with Pillow's) and departs from Pillow by
+tens of grey levels.
 """
 from __future__ import annotations
 
