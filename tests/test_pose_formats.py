@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from kinema.core.pose.formats import from_openpose_json, from_pose_keypoint, to_openpose_json, to_pose_keypoint
+from kinema.core.pose.formats import from_openpose_json, from_pose_keypoint, save_openpose_json, to_pose_keypoint
 from kinema.core.pose.types import BODY, LEFT, RIGHT, PoseFormatError, PoseSequence
 
 W, H = 640, 480
@@ -99,13 +99,29 @@ def test_largest_person_is_the_driver():
     assert from_openpose_json(frame, W, H).body[0, 0, 0] == 100
 
 
-def test_openpose_json_export_keeps_real_confidences():
-    body = np.zeros((1, 20, 3), np.float32)
+def test_saved_openpose_json_keeps_confidences_reads_back_unaided_and_never_overwrites(tmp_path):
+    pose = from_openpose_json([_frame(0), _frame(1)], W, H)
+    body = pose.body.copy()
     body[0, 2] = (30, 40, 0.42)
-    pose = PoseSequence(body, np.zeros((1, 2, 21, 3)), np.zeros((1, 70, 3)), W, H)
-    out = to_openpose_json(pose)[0]["people"][0]
-    assert len(out["pose_keypoints_2d"]) == 54 and out["pose_keypoints_2d"][6:9] == [30, 40, 0.42]
-    assert len(out["face_keypoints_2d"]) == 210 and len(out["hand_left_keypoints_2d"]) == 63
+    body[:, BODY["LToe"]] = (50, 60, 0.9)  # COCO-18 has no toes: not written
+    pose = pose.replace(body=body)
+    path = tmp_path / "pose.json"
+    save_openpose_json(pose, path)
+    frames = json.loads(path.read_text())
+    assert len(frames) == 2 and frames[0]["canvas_width"] == W and frames[0]["canvas_height"] == H
+    person = frames[0]["people"][0]
+    assert len(person["pose_keypoints_2d"]) == 54 and person["pose_keypoints_2d"][6:9] == [30, 40, 0.42]
+    assert len(person["face_keypoints_2d"]) == 210 and len(person["hand_left_keypoints_2d"]) == 63
+    back = from_openpose_json(path)  # the picture size comes from the file
+    assert (back.width, back.height, back.frame_count) == (W, H, 2)
+    np.testing.assert_allclose(back.body[:, :18], pose.body[:, :18], atol=1e-5)
+    assert (back.body[:, 18:] == 0).all()
+    np.testing.assert_allclose(back.hands, pose.hands, atol=1e-5)
+    np.testing.assert_allclose(back.face, pose.face, atol=1e-5)
+    written = path.read_bytes()
+    with pytest.raises(FileExistsError, match="never written over a file"):
+        save_openpose_json(pose.frames([0]), path)
+    assert path.read_bytes() == written and sorted(p.name for p in tmp_path.iterdir()) == ["pose.json"]
 
 
 def test_bad_inputs_say_what_was_expected(tmp_path):

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from kinema.core.pose import extract_mediapipe
+from kinema.core.pose.formats import from_openpose_json
 from kinema.core.pose.types import BODY, PoseSequence
+from kinema.nodes import host
 from kinema.nodes.pose import NODE_CLASS_MAPPINGS, POSE, KinemaPoseExtract, KinemaPoseRender, KinemaPoseRetarget
 
 W, H = 200, 160
@@ -50,6 +52,26 @@ def test_extract_retarget_render_from_pose_keypoint():
     frames = torch.rand(6, H, W, 3)
     crops, _ = render.render(driving, "face_crops", 0, 0, True, True, True, background=frames)
     assert crops.shape == (6, 512, 512, 3)
+
+
+def test_extract_saves_the_pose_as_openpose_json_in_the_output_folder(tmp_path):
+    host.configure(output=tmp_path)
+    try:
+        extract = KinemaPoseExtract()
+        pose, info = extract.extract(1, 960, False, 5, pose_keypoint=_keypoints(3, 1.0), save_openpose_json=True)
+        saved = tmp_path / "kinema" / "pose_00001_.json"
+        assert info.endswith("saved as kinema/pose_00001_.json") and saved.is_file()
+        back = from_openpose_json(str(saved))
+        assert (back.width, back.height, back.frame_count) == (W, H, 3)
+        np.testing.assert_allclose(back.body[:, :18], pose.body[:, :18], atol=1e-4)
+        written = saved.read_bytes()
+        _, info = extract.extract(1, 960, False, 5, pose_keypoint=_keypoints(2, 1.0), save_openpose_json=True)
+        assert info.endswith("pose_00002_.json") and saved.read_bytes() == written  # a new file each time
+        extract.extract(1, 960, False, 5, pose_keypoint=_keypoints(2, 1.0))
+        assert len(list((tmp_path / "kinema").iterdir())) == 2  # off by default
+    finally:
+        host.configure()
+    assert "OpenPose JSON" in KinemaPoseExtract.INPUT_TYPES()["optional"]["save_openpose_json"][1]["tooltip"]
 
 
 def test_node_inputs_and_source_errors():
@@ -101,7 +123,7 @@ def test_nodes_work_without_mediapipe_and_opencv():
     assert out.returncode == 0, out.stderr
     assert "MESSAGE pose extraction needs MediaPipe" in out.stdout
     assert "pip install mediapipe==0.10.14" in out.stdout
-    assert "RENDERED True" in out.stdout  # drawing falls back to the numpy rasteriser
+    assert "RENDERED True" in out.stdout  # drawing falls back to kornia
 
 
 def test_wrong_protobuf_is_named_with_its_fix(monkeypatch):
