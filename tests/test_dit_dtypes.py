@@ -11,6 +11,7 @@ from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffu
 from safetensors.torch import load_file
 
 from kinema.core.dit import load_dit
+from kinema.core.layers import fp8_matmul_unsupported
 
 from tiny_dit import COMFY_PREFIX, make_tiny_diffusers_dit, reference_forward, save_tiny_dit, tiny_inputs, relative_error
 
@@ -78,14 +79,21 @@ def test_fp8_scaled_file_stays_fp8_and_is_exact_on_its_weights(tmp_path, scale_k
     assert relative_error(out, ref32) <= FP8_SCALED_BOUND
 
 
-def test_fp8_scaled_dequantised_on_request(tmp_path):
-    model, inputs, _ = _case()
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fp8_scaled_file_with_a_weight_dtype_stays_fp8_and_runs_in_it(tmp_path, dtype):
+    """A weight dtype for an fp8 file converts each layer as it runs: no full-precision copy of the
+    weights is made (they stay fp8 with their scales); the chosen dtype is the compute dtype."""
+    model, inputs, ref32 = _case()
     path = save_tiny_dit(tmp_path, "comfy_prefixed", "i2v_clip", "fp8_scaled", model=model)
-    dit = load_dit(path, dtype=torch.bfloat16)
+    dit = load_dit(path, dtype=dtype)
     q = dit.blocks[0].self_attn.q
-    assert q.weight.dtype == torch.bfloat16 and q.weight_scale is None
-    reference = _reference_with_file_weights(model, path, round_to=torch.bfloat16)
-    assert relative_error(_run(dit, inputs), reference_forward(reference, inputs)) <= EXACT_TOL
+    assert q.weight.dtype == torch.float8_e4m3fn and q.weight_scale is not None
+    assert dit.compute_dtype == dtype
+    assert dit.patch_embedding.weight.dtype == dtype  # tensors that are not fp8 take the dtype
+    out = _run(dit, inputs)
+    error = relative_error(out, reference_forward(_reference_with_file_weights(model, path), inputs))
+    assert error <= (EXACT_TOL if dtype == torch.float32 else BF16_COMPUTE_BOUND)
+    assert relative_error(out, ref32) <= FP8_SCALED_BOUND
 
 
 def test_plain_fp8_file_loads(tmp_path):
@@ -110,3 +118,27 @@ def test_cast_on_load(tmp_path):
     assert {p.dtype for p in dit.parameters()} == {torch.float16}
     with pytest.raises(ValueError, match="dtype must be None"):
         load_dit(tmp_path / "diffusion_pytorch_model.safetensors", dtype=torch.float8_e4m3fn)
+
+
+def test_fp8_matmul_refused_on_cpu(tmp_path):
+    path = save_tiny_dit(tmp_path, "comfy", "t2v", "fp8_scaled", model=make_tiny_diffusers_dit("t2v"))
+    with pytest.raises(ValueError, match="compute capability 8.9 or newer.*Choose 'default'"):
+        load_dit(path, dtype="fp8_e4m3fn_fast")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available() or fp8_matmul_unsupported("cuda") is not None,
+                    reason="needs a CUDA GPU of compute capability 8.9+")
+@pytest.mark.parametrize("stored", ["fp8_scaled", torch.bfloat16])
+def test_fp8_matmul_dit_on_gpu(tmp_path, stored):
+    """fp8_e4m3fn_fast against the upcast path on the same GPU: fp8 files keep their weights,
+    others are quantised per tensor; the activations' fp8 rounding bounds the difference."""
+    model, inputs, _ = _case()
+    path = save_tiny_dit(tmp_path, "comfy_prefixed", "i2v_clip", stored, model=model)
+    fast = load_dit(path, dtype="fp8_e4m3fn_fast", device="cuda")
+    upcast_dit = load_dit(path, device="cuda")
+    assert fast.blocks[0].ffn[0].fp8_matmul and fast.blocks[0].ffn[0].weight.dtype == torch.float8_e4m3fn
+    cuda_inputs = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+    # Quantised activations (3 mantissa bits) through every layer: measured on the CPU kernel
+    # per layer 2-4e-2 (tests/test_fp8_linear.py); the whole tiny model stays within FP8_SCALED_BOUND.
+    assert relative_error(_run(fast, cuda_inputs).cpu(), _run(upcast_dit, cuda_inputs).cpu()) <= FP8_SCALED_BOUND

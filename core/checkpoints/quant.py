@@ -4,9 +4,12 @@ Two spellings exist: the legacy one (`<layer>.scale_weight`, `<layer>.scale_inpu
 `scaled_fp8` marker tensor) and the newer mixed-precision one (`<layer>.weight_scale`,
 `<layer>.input_scale`, `<layer>.comfy_quant` JSON bytes). Both are normalised here to a single
 canonical spelling, `<layer>.weight_scale` (float32 scalar), which `core.layers.Linear` consumes;
-markers are dropped. Dequantised weight = fp8 weight (upcast) x weight_scale.
+markers are dropped. Dequantised weight = fp8 weight (upcast) x weight_scale; the weights are never
+dequantised up front (Linear applies the scale to its activations).
 """
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 
@@ -25,7 +28,8 @@ def normalise_quant_keys(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Te
         if key == "scaled_fp8" or key.endswith(_MARKER_SUFFIXES):
             continue
         if key.endswith(".scale_input") or key.endswith(".input_scale"):
-            # Activation scales only matter for fp8 matmuls; Kinema upcasts weights instead.
+            # Stored activation scales are calibrations for fp8 matmuls; Kinema upcasts weights, or
+            # (fp8_e4m3fn_fast) scales each call's activations by their own max.
             continue
         if key.endswith(".scale_weight"):
             out[key[: -len(".scale_weight")] + ".weight_scale"] = value.float()
@@ -36,18 +40,11 @@ def normalise_quant_keys(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return out
 
 
-def is_fp8(t: torch.Tensor) -> bool:
-    return t.dtype in FP8_DTYPES
-
-
-def dequantize(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Fold every `.weight_scale` into its weight and cast all floating tensors to `dtype`."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in tensors.items():
-        if key.endswith(".weight_scale"):
-            continue
-        scale = tensors.get(key[: -len(".weight")] + ".weight_scale") if key.endswith(".weight") else None
-        if scale is not None:
-            value = value.float() * scale.float()
-        out[key] = value.to(dtype) if value.is_floating_point() else value
-    return out
+def quantize_fp8(
+    weight: torch.Tensor, scale: Optional[torch.Tensor] = None, dtype: torch.dtype = torch.float8_e4m3fn
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-tensor fp8 of `weight * scale`: `(codes, new_scale)` with codes x new_scale ~ the value and
+    new_scale = max|value| / the format's largest value, so the whole fp8 range is used."""
+    value = weight.float() if scale is None else weight.float() * scale.float()  # [out, in]
+    new_scale = (value.abs().amax() / torch.finfo(dtype).max).clamp_min(torch.finfo(torch.float32).tiny)
+    return (value / new_scale).to(dtype), new_scale.reshape(())
