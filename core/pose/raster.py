@@ -5,8 +5,9 @@ for numpy pictures when installed. Otherwise, and for torch pictures on any devi
 kornia fills each shape as a convex polygon: a pixel is painted when its centre lies inside the
 polygon or on its border. The outlines are chosen so the result matches OpenCV's pixels:
 
-- limb ellipse: the same whole-pixel outline as cv2.ellipse2Poly; kornia and cv2.fillConvexPoly
-  then fill identical pixels.
+- limb ellipse: the whole-pixel outline of cv2.ellipse2Poly, filled. Limbs up to ~80 px long come
+  out identical to OpenCV's; on longer ones OpenCV also paints some border pixels where an edge
+  crosses a row exactly between two pixel centres (a few % of the limb, each touching it).
 - disc of radius r: every pixel centre within r of the centre, which is what cv2.circle fills.
 - line of thickness t >= 2: every pixel centre within `stroke_radius(t)` of the segment. kornia's
   own draw_line is one pixel wide whatever the thickness, while OpenCV's thick lines are about
@@ -26,7 +27,7 @@ import torch
 Picture = Union[np.ndarray, torch.Tensor]
 BACKENDS = ("auto", "opencv", "kornia")
 ARC_SAG = 0.05  # px: how far a round outline's chords may cut inside the ideal circle
-HAIRLINE_NUDGE = 1e-3  # px: breaks a one-pixel line's exact ties towards the smaller coordinate
+HAIRLINE_NUDGE = 1e-3  # px: settles a one-pixel line's exact ties on the side OpenCV picks
 
 
 def opencv():
