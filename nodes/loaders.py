@@ -9,6 +9,8 @@ from .types import DIT, TEXT_ENCODER, VAE, DiTModel, ModelSlot, TextEncoderModel
 # DiT: the precision weights are kept in ("default" = as stored: fp8 files stay fp8 and are
 # upcast layer by layer when they run). Text encoder and VAE: the precision they compute in.
 DTYPES = {"default": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+# The DiT also offers fp8 matmuls (NVIDIA GPUs of compute capability 8.9+), under native ComfyUI's name.
+DIT_WEIGHT_DTYPES = {**DTYPES, "fp8_e4m3fn_fast": "fp8_e4m3fn_fast"}
 ATTENTION_BACKENDS = ["sdpa", "flash", "sage", "auto"]
 CATEGORY = "Kinema/loaders"
 
@@ -31,9 +33,11 @@ class KinemaDiTLoader:
             "required": {
                 "model_name": (host.model_files("diffusion_models"), {
                     "tooltip": "DiT checkpoint from models/diffusion_models (e.g. wan2.1_t2v_1.3B_fp16.safetensors)."}),
-                "weight_dtype": _dtype_input(
+                "weight_dtype": (list(DIT_WEIGHT_DTYPES), {"default": "default", "tooltip":
                     "Precision the weights are kept in. 'default' keeps the file's: an fp8 file stays fp8 in "
-                    "memory (half of bf16) and each layer is upcast when it runs."),
+                    "memory (half of bf16) and each layer is upcast when it runs; bf16/fp16/fp32 for an fp8 file "
+                    "keep it fp8 too and set the precision its layers run in. fp8_e4m3fn_fast: fp8 matrix "
+                    "multiplies on RTX 40xx/50xx, L4/L40, H100 or newer (other files are quantised to fp8)."}),
                 "attention": (ATTENTION_BACKENDS, {"default": "sdpa", "tooltip":
                     "Attention kernel: sdpa (PyTorch, always available), flash or sage (need their packages), "
                     "auto (the fastest one installed)."}),
@@ -51,7 +55,7 @@ class KinemaDiTLoader:
 
         host.free_memory()
         path = host.model_path("diffusion_models", model_name)
-        model = load_dit(path, dtype=DTYPES[weight_dtype], device=host.torch_device(), attention=attention)
+        model = load_dit(path, dtype=DIT_WEIGHT_DTYPES[weight_dtype], device=host.torch_device(), attention=attention)
         if compile:
             model.compile_blocks()
         return (DiTModel(model, model_name),)
