@@ -18,6 +18,7 @@ polygon or on its border. The outlines are chosen so the result matches OpenCV's
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Union
 
@@ -74,10 +75,17 @@ def disc_polygon(center: tuple[int, int], radius: int) -> np.ndarray:
     Such centres lie at squared distances r^2 or less, the next ones at r^2 + 1 or more; the polygon
     passes between the two rings (its corners at sqrt(r^2 + 0.5), its edges never nearer than r).
     """
+    return _disc_outline(radius) + center
+
+
+@functools.lru_cache(maxsize=64)
+def _disc_outline(radius: int) -> np.ndarray:
     corner = math.sqrt(radius * radius + 0.5)
     sides = max(8, math.ceil(math.pi / math.acos((radius + 1e-3) / corner)))
     t = np.arange(sides) * (2 * math.pi / sides)
-    return np.stack([center[0] + corner * np.cos(t), center[1] + corner * np.sin(t)], axis=-1)
+    outline = np.stack([corner * np.cos(t), corner * np.sin(t)], axis=-1)  # [K, 2] around (0, 0)
+    outline.setflags(write=False)
+    return outline
 
 
 def stroke_radius(thickness: int) -> float:
