@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
+import sys
 
 import torch
 
-from . import attention_sparse, dit_step, lora_speed, step_cache
+from . import attention_sparse, dit_step, lora_speed, native, step_cache
 from .timing import print_table
 
-# Each section: run(quick, device, dtype, rounds) -> (rows, summary figures).
-SECTIONS = {"attention": attention_sparse.run, "dit": dit_step.run, "lora": lora_speed.run, "cache": step_cache.run}
+# Each section: run(quick, device, dtype, rounds) -> (rows, summary figures; None = not measured).
+SECTIONS = {"attention": attention_sparse.run, "dit": dit_step.run, "lora": lora_speed.run, "cache": step_cache.run,
+            "native": native.run}
 # The tracked figures (`summary: sparse_speedup=<x> dit_ratio=<y>`) come from these two; the LoRA and
-# step-cache sections add their own keys when asked for with --only.
+# step-cache and native (vs ComfyUI's own WanModel) sections add their own keys when asked for with --only.
 DEFAULT_SECTIONS = ("attention", "dit")
 
 
@@ -38,6 +41,8 @@ def main(argv=None) -> None:
     if unknown:
         parser.error(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}")
 
+    # A plain `kill` exits through Python, so sections' temporary model files are deleted.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench: terminated"))
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     # fp32 on CPU (the precision the acceptance figures are stated in); bf16 on GPU, as Wan runs there.
@@ -51,7 +56,7 @@ def main(argv=None) -> None:
         rows += section_rows
         summary.update(section_summary)
     print_table(rows)
-    print("summary: " + " ".join(f"{key}={value:.2f}" for key, value in summary.items()))
+    print("summary: " + " ".join(f"{key}={'n/a' if value is None else f'{value:.2f}'}" for key, value in summary.items()))
 
 
 if __name__ == "__main__":

@@ -32,21 +32,39 @@ def _sync(device: torch.device) -> None:
 def interleaved_medians(
     fns: dict[str, Callable[[], object]], device: torch.device, rounds: int, warmup: int = 1
 ) -> dict[str, float]:
-    """Median seconds per callable. Rounds alternate between the callables so that load from other
-    processes on a shared machine hits all of them alike instead of biasing one."""
+    """Median wall seconds per callable. Rounds alternate between the callables so that load from
+    other processes on a shared machine hits all of them alike instead of biasing one."""
+    return {name: timing.wall_s for name, timing in interleaved_timings(fns, device, rounds, warmup).items()}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Medians of one callable over the rounds: wall seconds and this process's CPU seconds (all
+    threads; steadier than wall time when other processes compete for the cores)."""
+
+    wall_s: float
+    cpu_s: float
+
+
+def interleaved_timings(
+    fns: dict[str, Callable[[], object]], device: torch.device, rounds: int, warmup: int = 1
+) -> dict[str, Timing]:
+    """`interleaved_medians` with the CPU time of each call as well."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     _sync(device)
-    times: dict[str, list[float]] = {name: [] for name in fns}
+    walls: dict[str, list[float]] = {name: [] for name in fns}
+    cpus: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
             _sync(device)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             fn()
             _sync(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+            walls[name].append(time.perf_counter() - start)
+            cpus[name].append(time.process_time() - cpu_start)
+    return {name: Timing(statistics.median(walls[name]), statistics.median(cpus[name])) for name in fns}
 
 
 def print_table(rows: list[Row]) -> None:
