@@ -13,8 +13,11 @@ and `sample` (encoded conditioning in) are its short forms, with long video (`Lo
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from .core.dit import WanDiT
 from .core.dit import load_dit as _load_dit
+from .core.dit.streaming import BlockStreaming, load_streamed_dit
 from .core.cache import StepCacheSettings
 from .core.sampling import (BranchConditioning, ImageConditioning, SamplerSettings, SamplingRequest, generate,
                             run_sampling, sample)
@@ -25,15 +28,21 @@ from .core.text import load_text_encoder
 from .core.vae import load_vae
 
 __all__ = [
-    "BranchConditioning", "ImageConditioning", "LongVideoSettings", "PromptSchedule", "SamplerSettings",
-    "SamplingRequest", "StepCacheSettings", "animate_long", "generate", "load_dit", "load_text_encoder", "load_vae",
-    "parse_schedule", "run_sampling", "sample",
+    "BlockStreaming", "BranchConditioning", "ImageConditioning", "LongVideoSettings", "PromptSchedule",
+    "SamplerSettings", "SamplingRequest", "StepCacheSettings", "animate_long", "generate", "load_dit",
+    "load_text_encoder", "load_vae", "parse_schedule", "run_sampling", "sample",
 ]
 
 
-def load_dit(path, *args, compile: bool = False, **options) -> WanDiT:
+def load_dit(path, *args, compile: bool = False, streaming: Optional[BlockStreaming] = None, **options) -> WanDiT:
     """`kinema.core.dit.load_dit` (same arguments: dtype, device, attention, compute_dtype, ...);
     `compile=True` also runs the transformer blocks through torch.compile (`dit.compile_blocks()`:
-    compiled on the first call of each latent size, then reused by every block)."""
-    dit = _load_dit(path, *args, **options)
+    compiled on the first call of each latent size, then reused by every block).
+    `streaming=BlockStreaming(blocks_on_device=20)` (or `device_budget=<bytes>`) keeps only that many
+    transformer blocks on `device` and copies the others in as they run, from pinned CPU memory or
+    the memory-mapped file; the plan is logged in one line."""
+    if streaming is None:
+        dit = _load_dit(path, *args, **options)
+    else:
+        dit = load_streamed_dit(path, streaming, *args, **options)
     return dit.compile_blocks() if compile else dit

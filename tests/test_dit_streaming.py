@@ -125,3 +125,22 @@ def test_two_experts_switch_with_one_copy(files, tmp_path, storage):
     # Set-up onloads each once; the run switches to high (first step) and to low (at the boundary) once each.
     assert [s.onloads for s in streamers] == [2, 2]
     assert len(both_active) == 2 * settings.steps  # guidance: two calls per step
+
+
+def test_public_api_and_compiled_blocks(files):
+    """kinema.load_dit(..., streaming=...) streams; with compile=True too (aot_eager: the same graphs
+    as eager, one graph for every block although each streamed block brings fresh tensors)."""
+    import kinema
+    from torch._dynamo.utils import counters
+
+    model, path = files("t2v")
+    inputs = tiny_inputs(model)
+    options = kinema.BlockStreaming(blocks_on_device=1, storage="mmap")
+    assert torch.equal(_run(kinema.load_dit(path, streaming=options), inputs), _run(load_dit(path), inputs))
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = load_streamed_dit(path, options, device="cpu").compile_blocks(backend="aot_eager")
+    reference = load_dit(path).compile_blocks(backend="aot_eager")
+    assert torch.equal(_run(compiled, inputs), _run(reference, inputs))
+    assert torch.equal(_run(compiled, inputs), _run(reference, inputs))
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])

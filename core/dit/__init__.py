@@ -4,6 +4,8 @@ from .config import DiTConfig
 from .context import PreparedContext
 from .loader import load_dit
 from .model import WanDiT
+from .streaming import BlockStreaming, stream_blocks, streamer_of
 from .vace import WanVACE
 
-__all__ = ["DiTConfig", "PreparedContext", "WanAnimate", "WanDiT", "WanVACE", "load_dit"]
+__all__ = ["BlockStreaming", "DiTConfig", "PreparedContext", "WanAnimate", "WanDiT", "WanVACE", "load_dit",
+           "stream_blocks", "streamer_of"]
