@@ -45,28 +45,29 @@ def check_compiler(backend: str, device: torch.device) -> None:
 
 
 class FirstCallLog:
-    """Logs, once per input shape, how long the first call of the compiled blocks took.
+    """Logs, once per input shape and device, how long the first call of the compiled blocks took,
+    after checking that the device can compile (the weights may live elsewhere, e.g. streamed).
 
     Compilation happens on that call (torch.compile is lazy), so its time is the compile time plus
     one run of the blocks, which is small beside it.
     """
 
-    def __init__(self, num_blocks: int):
-        self.num_blocks = num_blocks
-        self.seen: set[tuple] = set()
-        self.seconds: dict[tuple, float] = {}  # shape key -> seconds of its first call
+    def __init__(self, backend: str, num_blocks: int):
+        self.backend, self.num_blocks = backend, num_blocks
+        self.seconds: dict[tuple, float] = {}  # (tokens shape, device) -> seconds of its first call
 
-    def run(self, key: tuple, call: Callable[[], torch.Tensor]) -> torch.Tensor:
-        if key in self.seen:
+    def run(self, tokens: torch.Tensor, call: Callable[[], torch.Tensor]) -> torch.Tensor:
+        key = (tuple(tokens.shape), str(tokens.device))
+        if key in self.seconds:
             return call()
+        check_compiler(self.backend, tokens.device)
         start = time.perf_counter()
         with warnings.catch_warnings():
             # RoPE is one complex multiply (kernels/rope.py), which inductor leaves to its eager kernel
             # inside the compiled graph; its "may be worse than eager" notice is about that one op.
             warnings.filterwarnings("ignore", message=".*does not support code generation for complex")
             out = call()
-        self.seen.add(key)
         self.seconds[key] = time.perf_counter() - start
-        log.info("compiled %d blocks in %.1f s (first call at tokens %s, including one run)",
-                 self.num_blocks, self.seconds[key], list(key))
+        log.info("compiled %d blocks in %.1f s (first call at tokens %s on %s, including one run)",
+                 self.num_blocks, self.seconds[key], list(key[0]), key[1])
         return out

@@ -97,7 +97,7 @@ class WanDiT(nn.Module):
         if self._compile_log is None:
             tokens = self._transformer(tokens, context, shared, grid, **branch_inputs)
         else:
-            tokens = self._compile_log.run(tuple(tokens.shape), lambda: self._transformer(
+            tokens = self._compile_log.run(tokens, lambda: self._transformer(
                 tokens, context, shared, grid, **branch_inputs))
         return self._unpatchify(self.head(tokens, e).float(), grid)
 
@@ -130,7 +130,7 @@ class WanDiT(nn.Module):
         check_compiler(backend, self.patch_embedding.weight.device)
         for block in blocks:
             block.compile_backend = backend
-        self._compile_log = FirstCallLog(len(blocks))
+        self._compile_log = FirstCallLog(backend, len(blocks))
         return self
 
     def _vace_blocks(self) -> Sequence[Block]:
