@@ -10,12 +10,12 @@ import sys
 
 import torch
 
-from . import attention_sparse, dit_step, lora_speed, native, step_cache
+from . import attention_sparse, dit_step, lora_speed, memory, native, step_cache
 from .timing import print_table
 
 # Each section: run(quick, device, dtype, rounds) -> (rows, summary figures; None = not measured).
 SECTIONS = {"attention": attention_sparse.run, "dit": dit_step.run, "lora": lora_speed.run, "cache": step_cache.run,
-            "native": native.run}
+            "native": native.run, "memory": memory.run}
 # The tracked figures (`summary: sparse_speedup=<x> dit_ratio=<y>`) come from these two; the LoRA and
 # step-cache and native (vs ComfyUI's own WanModel) sections add their own keys when asked for with --only.
 DEFAULT_SECTIONS = ("attention", "dit")

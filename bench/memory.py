@@ -236,9 +236,54 @@ def summary(result: Result) -> dict[str, Optional[float]]:
 
 
 def run(quick: bool, device, dtype, rounds: int):
-    """`python -m bench --only memory`: the 14B file (quick: 1.3B widths, 6 layers) on the CPU."""
+    """`python -m bench --only memory`. CPU: the private-memory cases above (quick: 1.3B widths, 6 layers).
+    CUDA: peak VRAM and seconds per step at 832x480, 81 frames, resident / half / all streamed."""
+    if device.type == "cuda":
+        return [], gpu_steps("1.3B" if quick else "14B", device, rounds)
     result = measure("1.3B", 6, kept=(2,)) if quick else measure()
     return [], summary(result)
+
+
+def gpu_steps(preset: str, device, rounds: int) -> dict[str, float]:
+    """Every block kept, half of them, none: one guided step (two forwards) on a [1, 16, 21, 60, 104]
+    latent with prepared prompts, weights streamed from pinned memory; prints peak VRAM and s/step."""
+    import gc
+
+    import torch
+
+    from kinema.core.dit.streaming import BlockStreaming, load_streamed_dit
+
+    from .big_checkpoint import PRESETS, temporary_wan_checkpoint
+
+    blocks = PRESETS[preset].num_layers
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 16, 21, 60, 104, generator=g).to(device)
+    prompts = [[torch.randn(PROMPT_TOKENS, 4096, generator=g).to(device)] for _ in range(2)]
+    t = torch.tensor([900.0], device=device)
+    seconds = {}
+    print(f"{'Wan ' + preset + ' ' + torch.cuda.get_device_name(device):<40} {'peak VRAM (GiB)':>16} {'s/step':>8}")
+    with temporary_wan_checkpoint(preset, "comfy_fp8_scaled") as path:
+        for kept in (blocks, blocks // 2, 0):
+            gc.collect()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+            dit = load_streamed_dit(path, BlockStreaming(blocks_on_device=kept, storage="pinned"), device=device)
+            with torch.inference_mode():
+                contexts = [dit.prepare_context(p) for p in prompts]
+                times = []
+                for _ in range(rounds + 1):  # the first round warms up
+                    torch.cuda.synchronize(device)
+                    start = time.perf_counter()
+                    for context in contexts:  # one guided step: positive and negative
+                        dit(x, t, context)
+                    torch.cuda.synchronize(device)
+                    times.append(time.perf_counter() - start)
+            seconds[kept] = sorted(times[1:])[len(times[1:]) // 2]
+            peak = torch.cuda.max_memory_allocated(device) / GIB
+            print(f"{f'{kept} of {blocks} blocks kept':<40} {peak:>16.2f} {seconds[kept]:>8.2f}", flush=True)
+            del dit, contexts
+    return {"half_streamed_step_ratio": seconds[blocks // 2] / seconds[blocks],
+            "all_streamed_step_ratio": seconds[0] / seconds[blocks]}
 
 
 def main(argv=None) -> None:
