@@ -47,15 +47,25 @@ class KinemaDiTLoader:
                     "Run the transformer blocks through torch.compile: the first step of each video size "
                     "compiles (tens of seconds), later steps run the compiled code. Needs a C++ compiler on CPU "
                     "or Triton on GPU."}),
+                "blocks_on_device": ("INT", {"default": -1, "min": -1, "max": 1000, "tooltip":
+                    "-1: the whole model on the GPU. N >= 0: keep N transformer blocks on the GPU and stream the "
+                    "others from pinned RAM as they run (the next one copies while the current one computes), "
+                    "for cards too small for the model; 0 uses the least VRAM."}),
             },
         }
 
-    def load(self, model_name: str, weight_dtype: str, attention: str, compile: bool = False):
-        from ..core.dit import load_dit
+    def load(self, model_name: str, weight_dtype: str, attention: str, compile: bool = False,
+             blocks_on_device: int = -1):
+        from ..core.dit import BlockStreaming, load_dit
+        from ..core.dit.streaming import load_streamed_dit
 
         host.free_memory()
         path = host.model_path("diffusion_models", model_name)
-        model = load_dit(path, dtype=DIT_WEIGHT_DTYPES[weight_dtype], device=host.torch_device(), attention=attention)
+        options = dict(dtype=DIT_WEIGHT_DTYPES[weight_dtype], device=host.torch_device(), attention=attention)
+        if blocks_on_device >= 0:
+            model = load_streamed_dit(path, BlockStreaming(blocks_on_device=blocks_on_device), **options)
+        else:
+            model = load_dit(path, **options)
         if compile:
             model.compile_blocks()
         return (DiTModel(model, model_name),)

@@ -144,3 +144,19 @@ def test_public_api_and_compiled_blocks(files):
     assert torch.equal(_run(compiled, inputs), _run(reference, inputs))
     assert torch.equal(_run(compiled, inputs), _run(reference, inputs))
     assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+
+
+def test_the_loader_node_streams_on_request(files, monkeypatch):
+    from kinema.nodes import host
+    from kinema.nodes.loaders import KinemaDiTLoader
+
+    model, path = files("t2v")
+    spec = KinemaDiTLoader.INPUT_TYPES()["optional"]
+    assert list(spec)[-1] == "blocks_on_device" and spec["blocks_on_device"][1]["default"] == -1
+    monkeypatch.setattr(host, "model_path", lambda folder, name: path)
+    monkeypatch.setattr(host, "torch_device", lambda: torch.device("cpu"))
+    (plain,) = KinemaDiTLoader().load(path.name, "default", "sdpa")  # a workflow saved before the input existed
+    (streamed,) = KinemaDiTLoader().load(path.name, "default", "sdpa", blocks_on_device=1)
+    assert streamer_of(plain.model) is None and streamer_of(streamed.model).plan.on_device == 1
+    inputs = tiny_inputs(model)
+    assert torch.equal(_run(streamed.model, inputs), _run(plain.model, inputs))

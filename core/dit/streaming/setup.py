@@ -10,7 +10,8 @@ from typing import Optional, Union
 import torch
 import torch.nn as nn
 
-from ..loader import load_dit
+from ...layers import fp8_matmul_unsupported
+from ..loader import FP8_FAST, _use_fp8_matmul, load_dit
 from . import copies
 from .plan import StreamPlan, activation_margin, plan_streaming
 from .settings import BlockStreaming
@@ -65,11 +66,16 @@ def load_streamed_dit(path: Union[str, os.PathLike], streaming: BlockStreaming, 
     if bound.arguments["compute_dtype"] is None:
         # the loader's default for that device (it would pick float32 for the CPU it reads on)
         bound.arguments["compute_dtype"] = torch.float32 if device.type == "cpu" else torch.bfloat16
-    if not isinstance(bound.arguments["dtype"], (torch.dtype, type(None))):
-        raise ValueError(f"weight dtype {bound.arguments['dtype']!r} cannot be streamed yet; stream with the file's "
-                         f"dtype (None: fp8 files stay fp8 and are upcast per layer) or a float dtype")
+    fp8_fast = bound.arguments["dtype"] == FP8_FAST
+    if fp8_fast:
+        reason = fp8_matmul_unsupported(device)
+        if reason is not None:
+            raise ValueError(f"weight dtype {FP8_FAST!r} runs fp8 matmuls: {reason}. Choose the file's dtype instead")
+        bound.arguments["dtype"] = None  # read as stored; the fp8 switch is made on the CPU below
     bound.arguments["device"] = "cpu"
     dit = load_dit(*bound.args, **bound.kwargs)
+    if fp8_fast:
+        _use_fp8_matmul(dit, torch.device("cpu"))  # weights not in e4m3fn yet are quantised on the CPU
     stream_blocks(dit, streaming, device)
     return dit
 
