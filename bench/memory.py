@@ -27,11 +27,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+
+from .private_memory import PeakPrivate, private_bytes
 
 GIB = 1 << 30
 BUDGET_FACTOR = 1.2
@@ -77,38 +78,6 @@ class Result:
 
 
 # --- measuring, in the child process -------------------------------------------------------------
-
-def private_bytes() -> int:
-    """RssAnon of this process in bytes (Linux)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("/proc/self/status has no RssAnon line; this bench needs Linux")
-
-
-class PeakPrivate:
-    """The highest RssAnon seen while the block runs, polled by a thread (torch releases the GIL in its ops)."""
-
-    def __init__(self, interval_s: float = 0.001):
-        self.interval_s, self.peak = interval_s, private_bytes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, private_bytes())
-            time.sleep(self.interval_s)
-
-    def __enter__(self) -> "PeakPrivate":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, private_bytes())
-
 
 def _child(spec: dict) -> None:
     import torch
