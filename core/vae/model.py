@@ -14,6 +14,7 @@ import torch
 
 from ..progress import SILENT, Progress
 from .config import VAEConfig
+from .heap import steady_heap
 from .network import WanVAENetwork
 from .tiling import TiledStream, Tiling, auto_tile
 
@@ -78,13 +79,14 @@ class WanVAE:
         stream = TiledStream(h, w, tile, overlap, in_scale=1, out_scale=self.config.spatial_stride)
         bounds = [0] + list(range(1, t, chunk_frames)) + [t]
         mean, std = self._stats(self.dtype)
-        for start, end in zip(bounds[:-1], bounds[1:]):
-            progress.check()
-            z = latents[:, :, start:end].to(self.device, self.dtype) * std + mean
-            with torch.inference_mode():
-                video = stream(z, self.network.decode_chunk).clamp_(-1.0, 1.0).float()
-            progress.step(end, t)
-            yield video
+        with steady_heap():  # the same buffers every chunk: keep the allocator from growing with the clip
+            for start, end in zip(bounds[:-1], bounds[1:]):
+                progress.check()
+                z = latents[:, :, start:end].to(self.device, self.dtype) * std + mean
+                with torch.inference_mode():
+                    video = stream(z, self.network.decode_chunk).clamp_(-1.0, 1.0).float()
+                progress.step(end, t)
+                yield video
 
     def decode(self, latents: torch.Tensor, **options) -> torch.Tensor:
         """Normalised latents [B, z, T, h, w] -> video float32 [B, 3, 1+4(T-1), H, W] in [-1, 1]."""
