@@ -102,7 +102,10 @@ class _Workspace(threading.local):
         numel = math.prod(shape)
         buffer = self.buffers.get(dtype)
         if buffer is None or buffer.numel() < numel:
-            buffer = self.buffers[dtype] = torch.empty(numel, dtype=dtype)
+            # A normal tensor, even when first taken under inference_mode: an inference tensor
+            # could not be written in place by a later call outside it.
+            with torch.inference_mode(False):
+                buffer = self.buffers[dtype] = torch.empty(numel, dtype=dtype)
         return buffer[:numel].view(shape)
 
 
