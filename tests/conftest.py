@@ -2,9 +2,16 @@
 from __future__ import annotations
 
 import os
+import sys
 
-import pytest
-import torch
+# The repository root is the package itself, so `python -m pytest` run there puts its folders
+# (kernels/, core/, ...) on sys.path as top-level names. transformers >= 5.25 imports the hub
+# package `kernels`, which our kernels/ would shadow; the tests import Kinema as `kinema` only.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _ROOT]
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # Two cores on CI: more threads than cores only adds contention.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
