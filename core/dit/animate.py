@@ -45,6 +45,9 @@ class WanAnimate(WanDiT):
         tokens = self.face_encoder(motion.to(self.compute_dtype))  # [B, F', heads + 1, dim]
         return torch.cat([torch.zeros_like(tokens[:, :1]), tokens], dim=1)  # reference slot first
 
+    def _sequence_unit(self, grid: tuple[int, int, int]) -> int:
+        return grid[1] * grid[2]  # the face adapter attends frame by frame: slices hold whole frames
+
     def _transformer(self, tokens: torch.Tensor, context: PreparedContext, shared: BlockInputs,
                      grid: tuple[int, int, int], *, pose_latents: torch.Tensor = None,
                      face_pixels: torch.Tensor = None) -> torch.Tensor:
@@ -59,11 +62,15 @@ class WanAnimate(WanDiT):
                              f"frame fewer than the sampled latents (frame 0 is the reference image)")
         per_frame = height * width
         pose = self.pose_patch_embedding(pose_latents.to(self.compute_dtype)).float()  # [B, (T-1) h w, dim]
-        tokens = torch.cat([tokens[:, :per_frame], tokens[:, per_frame:] + pose], dim=1)
+        if shared.sequence is None:
+            tokens = torch.cat([tokens[:, :per_frame], tokens[:, per_frame:] + pose], dim=1)
+        else:  # this rank's tokens are whole frames (`_sequence_unit`); the reference slot gets no pose
+            tokens = tokens + shared.local(torch.nn.functional.pad(pose, (0, 0, per_frame, 0)))
         motion = self.encode_face(face_pixels)  # [B, T, N, dim]
         if motion.shape[1] != frames:
             raise ValueError(f"face_pixels has {face_pixels.shape[2]} frames, which give {motion.shape[1] - 1} latent "
                              f"frames; the clip has {frames - 1}: pass {4 * (frames - 2) + 1} face frames")
+        motion = shared.local_frames(motion)  # [B, T_r, N, dim]: the frames this rank's tokens belong to
         for i, (block, keys_values) in enumerate(zip(self.blocks, context.blocks)):
             tokens = block(tokens, keys_values, shared)
             if i % a.face_every == 0:

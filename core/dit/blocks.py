@@ -6,7 +6,7 @@ float32 gate promotes back to float32 when added to the residual.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import torch
 import torch.nn as nn
@@ -61,6 +61,17 @@ class BlockInputs(NamedTuple):
     # Per-layer self-attention choice, layer index -> (backend, options), e.g. sparse3d from a
     # kernels.sparse3d.SparseSchedule; None = `backend` everywhere (see WanDiT.set_attention_policy).
     self_attention: Optional[Callable[[int], tuple[str, dict]]] = None
+    # Sequence parallel (core/parallel): this rank's slice of the tokens, which also runs self-attention
+    # across the ranks; None = this process holds the whole sequence.
+    sequence: Optional[Any] = None
+
+    def local(self, x: torch.Tensor) -> torch.Tensor:
+        """A whole-sequence tensor [B, L, ...] -> the tokens this rank holds."""
+        return x if self.sequence is None else self.sequence.local(x)
+
+    def local_frames(self, x: torch.Tensor) -> torch.Tensor:
+        """A per-latent-frame tensor [B, T, ...] -> the frames this rank's tokens cover (whole frames)."""
+        return x if self.sequence is None else self.sequence.local_frames(x)
 
     def self_attention_for(self, layer: Optional[int]) -> tuple[str, dict]:
         """(backend, options) of one layer's self-attention; layer None (VACE control blocks) = dense."""
@@ -86,13 +97,15 @@ class SelfAttention(nn.Module):
         self.norm_q, self.norm_k = RMSNorm(dim, eps), RMSNorm(dim, eps)
 
     def forward(
-        self, h: torch.Tensor, rope: torch.Tensor, backend: str, options: Optional[dict] = None
+        self, h: torch.Tensor, rope: torch.Tensor, backend: str, options: Optional[dict] = None, sequence=None
     ) -> torch.Tensor:
         heads = (self.num_heads, -1)
         in_place = not torch.is_grad_enabled()  # the fresh q/k buffers are reused unless autograd needs them
         q = apply_rope(self.norm_q(self.q(h), in_place).unflatten(-1, heads), rope, in_place=in_place)  # [B, L, H, D]
         k = apply_rope(self.norm_k(self.k(h), in_place).unflatten(-1, heads), rope, in_place=in_place)  # [B, L, H, D]
         v = self.v(h).unflatten(-1, heads)  # [B, L, H, D]
+        if sequence is not None:  # this rank holds some tokens: attend across the ranks (core/parallel)
+            return self.o(sequence.attention(q, k, v, backend, options or {}).flatten(2))  # [B, L, dim]
         return self.o(attention(q, k, v, backend=backend, **(options or {})).flatten(2))  # [B, L, dim]
 
 
@@ -149,7 +162,7 @@ class Block(nn.Module):
         # The layer index is read here, outside `step`: compiled, `step` never sees it, so one compiled
         # graph serves every block of the same shapes instead of one specialised graph per layer.
         step = Block.step if self.compile_backend is None else compiled(Block.step, self.compile_backend)
-        return step(self, x, context, shared.e0, shared.rope, self_backend, options, shared.backend)
+        return step(self, x, context, shared.e0, shared.rope, self_backend, options, shared.backend, shared.sequence)
 
     def step(
         self,
@@ -160,12 +173,13 @@ class Block(nn.Module):
         self_backend: str,
         options: dict,
         cross_backend: str,
+        sequence=None,  # BlockInputs.sequence
     ) -> torch.Tensor:
         dtype = context.k.dtype
         mod = e0.table(self.modulation, BLOCK_MODULATION)
         h = self.norm1.modulated(x, mod["attn_shift"], mod["attn_scale"]).to(dtype)
         # A new tensor: the caller's x stays intact (VACE keeps its block-0 input).
-        x = torch.addcmul(x, self.self_attn(h, rope, self_backend, options), mod["attn_gate"])
+        x = torch.addcmul(x, self.self_attn(h, rope, self_backend, options, sequence), mod["attn_gate"])
         # From here x is this block's own tensor: update it in place unless autograd records the
         # call (training), which needs the out-of-place form. Saves a fresh [B, L, dim] buffer each.
         in_place = not torch.is_grad_enabled()

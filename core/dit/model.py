@@ -54,6 +54,9 @@ class WanDiT(nn.Module):
         self.attention_policy: Optional[AttentionPolicy] = None
         self._rope_cache: dict[tuple, torch.Tensor] = {}
         self._compile_log: Optional[FirstCallLog] = None  # set by compile_blocks
+        # Sequence parallel: set on every rank by core.parallel (`plan(L, unit)` -> this call's token slice);
+        # None = the whole sequence runs here.
+        self.sequence_split = None
 
     def set_attention(self, backend: str) -> None:
         """Choose the attention backend (`sdpa`, `flash`, `sage`, `auto`, ...); unknown names raise."""
@@ -87,19 +90,25 @@ class WanDiT(nn.Module):
         batch, _, frames, height, width = x.shape
         grid = (frames // c.patch_size[0], height // c.patch_size[1], width // c.patch_size[2])
         tokens = self.patch_embedding(x.to(dtype)).float()  # [B, L, dim] residual stream
+        rope, choice = self._rope(grid, x.device), self._self_attention_choice(grid, t)
+        sequence = None
+        if self.sequence_split is not None:  # from here on this rank holds one contiguous slice of the tokens
+            sequence = self.sequence_split.plan(tokens.shape[1], self._sequence_unit(grid))
+            tokens, rope = sequence.local(tokens), sequence.local(rope, dim=0)  # [B, L_r, dim], [L_r, D/2]
+            t = sequence.local_timesteps(t)
         e, e0 = self._time_embedding(t, batch, tokens.shape[1], x.device)
         if isinstance(context, PreparedContext):
             context.check(self, batch, x.device, clip_fea)
         else:
             context = self.prepare_context(context, clip_fea, device=x.device, batch=batch)
-        shared = BlockInputs(e0, self._rope(grid, x.device), self.attention_backend,
-                             self._self_attention_choice(grid, t))
+        shared = BlockInputs(e0, rope, self.attention_backend, choice, sequence)
         if self._compile_log is None:
             tokens = self._transformer(tokens, context, shared, grid, **branch_inputs)
         else:
             tokens = self._compile_log.run(tokens, lambda: self._transformer(
                 tokens, context, shared, grid, **branch_inputs))
-        return self._unpatchify(self.head(tokens, e).float(), grid)
+        out = self.head(tokens, e).float()  # [B, L or L_r, prod(patch) * out_dim]
+        return self._unpatchify(out if sequence is None else sequence.gather(out), grid)
 
     def prepare_context(self, context: Context, clip_fea: Optional[torch.Tensor] = None, *,
                         device: Optional[torch.device | str] = None, batch: Optional[int] = None) -> PreparedContext:
@@ -132,6 +141,10 @@ class WanDiT(nn.Module):
             block.compile_backend = backend
         self._compile_log = FirstCallLog(backend, len(blocks))
         return self
+
+    def _sequence_unit(self, grid: tuple[int, int, int]) -> int:
+        """Tokens a sequence-parallel slice boundary must not cut (Animate: one latent frame)."""
+        return 1
 
     def _vace_blocks(self) -> Sequence[Block]:
         """Blocks besides the main stack that attend to the text (WanVACE's control blocks)."""

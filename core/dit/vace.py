@@ -52,7 +52,7 @@ class WanVACE(WanDiT):
                      grid: tuple[int, int, int], *, vace_context: torch.Tensor = None,
                      vace_strength: Strength = 1.0) -> torch.Tensor:
         strengths = self._strengths(vace_strength)
-        control = self._control_tokens(vace_context, tokens.shape[0], grid)  # [B, L, dim] float32
+        control = shared.local(self._control_tokens(vace_context, tokens.shape[0], grid))  # [B, L, dim] float32
         hint_index = {layer: j for j, layer in enumerate(self.config.vace_layers)}
         x0 = tokens
         for i, (block, keys_values) in enumerate(zip(self.blocks, context.blocks)):
