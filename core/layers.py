@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checkpoints.gguf_dequant import QuantFormat, QuantisedTensor
+
 _E4M3_MAX = torch.finfo(torch.float8_e4m3fn).max  # 448, e4m3's largest finite value
 # fp8 -> fp16 by moving bits: (left shift of the sign-extended int16, bits to clear, value factor).
 # e4m3fn's 4-bit exponent lands in the low 4 bits of fp16's 5-bit one, so each code becomes
@@ -34,14 +36,22 @@ class Linear(nn.Linear):
     bf16 that is also the most exact placement: scaling the output adds roundings after the
     matmul's (measured 4-6e-3 against 2-3e-3 relative to float64, about the old `W * s`'s). `fp8_matmul` (set by the loader for `fp8_e4m3fn_fast`)
     runs e4m3fn weights through `torch._scaled_mm` on CUDA, the input quantised per tensor.
+
+    GGUF-quantised weights (`quant` set): `weight` holds the file's blocks as uint8 bytes (so moving,
+    streaming and sharing the layer move the quantised bytes) and each call dequantises them, on the
+    weight's device, into the input's dtype.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
         self.register_buffer("weight_scale", None)
         self.fp8_matmul = False
+        self.quant: Optional[QuantFormat] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., in] -> [..., out]
+        if self.quant is not None:
+            weight = self.quant.dequantize(self.weight, (self.out_features, self.in_features), x.dtype)  # [out, in]
+            return F.linear(x, weight, None if self.bias is None else cast_like(self.bias, x))
         if self.fp8_matmul and x.is_cuda and x.dtype in _FP8_MATMUL_INPUTS and self.weight.dtype == torch.float8_e4m3fn:
             return _scaled_mm_linear(x, self.weight, self.weight_scale, self.bias)
         weight, factor = upcast(self.weight, x.dtype)
@@ -51,7 +61,19 @@ class Linear(nn.Linear):
             return F.linear(x, weight, bias)
         return F.linear(x * scale, weight, bias)
 
+    def dequantized_weight(self) -> torch.Tensor:
+        """The weight's values [out, in] in float32 for a GGUF-quantised layer, else as stored."""
+        if self.quant is None:
+            return self.weight
+        return self.quant.dequantize(self.weight, (self.out_features, self.in_features))
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (f", quant={self.quant.name}" if self.quant is not None else "")
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        quantised = state_dict.get(prefix + "weight")
+        if isinstance(quantised, QuantisedTensor):
+            self._adopt_blocks(quantised, prefix, state_dict)
         key = prefix + "weight_scale"
         if key in state_dict:
             # Register the buffer, then let the default loader fill it, so strict loads count the key as used.
@@ -59,6 +81,16 @@ class Linear(nn.Linear):
             self._buffers["weight_scale"] = scale
             state_dict[key] = scale
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _adopt_blocks(self, quantised: QuantisedTensor, prefix: str, state_dict) -> None:
+        """Make `weight` a uint8 parameter of the blocks' size, so the default loader takes the blocks."""
+        if tuple(quantised.shape) != (self.out_features, self.in_features):
+            raise RuntimeError(f"{prefix}weight: quantised tensor of shape {tuple(quantised.shape)}, layer "
+                               f"[{self.out_features} x {self.in_features}]")
+        self.quant = quantised.format
+        placeholder = torch.empty(quantised.blocks.shape, dtype=torch.uint8, device=self.weight.device)
+        self._parameters["weight"] = nn.Parameter(placeholder, requires_grad=False)
+        state_dict[prefix + "weight"] = quantised.blocks
 
 
 def upcast(weight: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, float]:

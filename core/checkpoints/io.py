@@ -44,12 +44,15 @@ class StateDict:
         return len(self.tensors)
 
 
-def read_state_dict(path: str | os.PathLike, subfolder_hints: tuple[str, ...] = ()) -> StateDict:
+def read_state_dict(path: str | os.PathLike, subfolder_hints: tuple[str, ...] = (),
+                    gguf_architecture: Optional[str] = None) -> StateDict:
     """All tensors of a checkpoint file or folder, on CPU, in their stored dtypes.
 
     `path` may be a `.safetensors` file, a sharded `*.safetensors.index.json`, a `.pth`/`.pt`/`.bin`
     pickle (loaded with `weights_only=True`), or a folder holding one of those (diffusers layout;
-    `subfolder_hints` such as `("transformer",)` are tried inside a pipeline folder).
+    `subfolder_hints` such as `("transformer",)` are tried inside a pipeline folder). A `.gguf` file is
+    read only where the caller names the architecture it expects (`gguf_architecture`, e.g. "wan"):
+    its quantised tensors are `QuantisedTensor`s, which only the layers made for them take.
     """
     p = Path(path)
     if not p.exists():
@@ -64,10 +67,15 @@ def read_state_dict(path: str | os.PathLike, subfolder_hints: tuple[str, ...] = 
     if name.endswith(PICKLE_SUFFIXES):
         return _read_pickle(p)
     if name.endswith(".gguf"):
-        raise CheckpointError(f"{p}: GGUF files are not supported yet; use a .safetensors version of this model")
+        if gguf_architecture is None:
+            raise CheckpointError(f"{p}: Kinema reads GGUF files for the Wan DiT (diffusion model) only; use a "
+                                  f".safetensors version of this model")
+        from .gguf_reader import read_gguf
+
+        return read_gguf(p, gguf_architecture)
     raise CheckpointError(
         f"{p}: unknown checkpoint format {p.suffix!r}; expected .safetensors, a sharded .index.json, "
-        f".pth/.pt/.bin, or a diffusers folder"
+        f".pth/.pt/.bin, .gguf (Wan DiT only), or a diffusers folder"
     )
 
 

@@ -7,7 +7,8 @@ are dequantised, patched and requantised with a fresh per-tensor scale); it runs
 speed. On the fly: each patched Linear is wrapped in `LoRALinear`, which adds the low-rank
 deltas per call, so fp8 (or shared) base weights stay as they are and LoRAs stack by
 appending adapters. Small non-Linear tensors (norms, modulation tables, the patch embedding)
-take their full `.diff` patches as new tensors in both modes.
+take their full `.diff` patches as new tensors in both modes. GGUF-quantised Linears take LoRAs on
+the fly only: their blocks cannot hold a patched weight without requantising it.
 """
 from __future__ import annotations
 
@@ -79,8 +80,12 @@ def apply_loras(dit: nn.Module, loras: Sequence[tuple[LoRA, float]], mode: str =
     if mode not in MODES:
         raise ValueError(f"unknown LoRA mode {mode!r}; choose 'auto', 'merge' (fastest) or 'on_the_fly' "
                          "(keeps fp8 weights exact)")
+    gguf = _gguf_quantised(dit)
     if mode == "auto":
-        mode = "on_the_fly" if any(p.dtype in FP8_DTYPES for p in dit.parameters()) else "merge"
+        mode = "on_the_fly" if gguf or any(p.dtype in FP8_DTYPES for p in dit.parameters()) else "merge"
+    if mode == "merge" and gguf:
+        raise ValueError("this DiT was loaded from a GGUF file: its weights stay quantised, so LoRAs apply on the "
+                         "fly; choose mode 'auto' or 'on_the_fly'")
     for lora, _ in loras:
         _check_fits(dit, lora)
     out = _shared_copy(dit)
@@ -115,7 +120,7 @@ def _check_fits(dit: nn.Module, lora: LoRA) -> None:
         if module is None or not _is_linear(module):
             problems.append(f"{name} (no such linear layer in this DiT)")
             continue
-        out_features, in_features = module.weight.shape
+        out_features, in_features = _base(module).out_features, _base(module).in_features
         if patch.down.shape[1] != in_features or patch.up.shape[0] != out_features:
             problems.append(f"{name} (LoRA [{patch.up.shape[0]} x {patch.down.shape[1]}], layer "
                             f"[{out_features} x {in_features}])")
@@ -143,6 +148,10 @@ def _unwrapped(name: str, modules: dict) -> str:
 
 def _is_linear(module: nn.Module) -> bool:
     return isinstance(module, (Linear, LoRALinear))
+
+
+def _gguf_quantised(dit: nn.Module) -> bool:
+    return any(isinstance(m, Linear) and m.quant is not None for m in dit.modules())
 
 
 # --- building adapters ----------------------------------------------------------------------
