@@ -61,7 +61,9 @@ def written_out(dit, branch: BranchConditioning, batch: int = 1) -> torch.Tensor
     def velocity(x, i):
         t = schedule.timesteps[i].expand(batch)
         v_pos = dit(x, t, positive * batch, **inputs)
-        v_neg = dit(x, t, negative * batch, **inputs)
+        # official Wan-Animate: the unguided pass sees face pixels of all -1 ("no face")
+        faces = {"face_pixels": -torch.ones_like(inputs["face_pixels"])} if branch.kind == "animate" else {}
+        v_neg = dit(x, t, negative * batch, **{**inputs, **faces})
         return v_neg + SETTINGS.cfg * (v_pos - v_neg)
 
     x = seeded_noise((batch, *branch.latent_shape[1:]), SETTINGS.seed)

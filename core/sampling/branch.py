@@ -23,6 +23,11 @@ BRANCH_KINDS = ("animate", "vace")
 #   "video_pixel"  pixel frames of the video, 4 per latent frame after the first (face_pixels: [B, 3, F, S, S])
 TIME_AXES = {"y": "prefixed", "vace_context": "prefixed", "pose_latents": "video_latent", "face_pixels": "video_pixel"}
 
+# Inputs the unguided (negative prompt) pass of cfg > 1 gets in place of the branch's own, per kind: official
+# Wan-Animate feeds that pass face pixels of all -1 ("no face", `face_pixel_values * 0 - 1` in wan/animate.py),
+# so guidance pushes the expression towards the driving face; every other input stays the same.
+UNGUIDED_FILL = {"animate": {"face_pixels": -1.0}}
+
 
 @dataclass(frozen=True, eq=False)
 class BranchConditioning:
@@ -49,6 +54,11 @@ class BranchConditioning:
         whole = start == 0 and end == self.video_frames
         return {name: _expanded(value if whole else self._slice(name, value, start, end), batch, device)
                 for name, value in self.inputs.items()}
+
+    def unguided_inputs(self, inputs: dict) -> dict:
+        """The DiT inputs of the unguided pass, from those of the guided one (`UNGUIDED_FILL`)."""
+        fill = UNGUIDED_FILL.get(self.kind, {})
+        return {name: torch.full_like(value, fill[name]) if name in fill else value for name, value in inputs.items()}
 
     def _slice(self, name: str, value, start: int, end: int):
         axis = TIME_AXES.get(name)

@@ -95,13 +95,16 @@ def window_velocity(plan: WindowPlan, sigmas: torch.Tensor, timesteps: torch.Ten
                 inputs.update(plan.branch.window_inputs(x.shape[0], window.start, window.end, x.device))
             call = plan.models[k](model)
             clip_fea = inputs.pop("clip_fea", None)
+            unguided = plan.branch.unguided_inputs(inputs) if plan.branch is not None else inputs
 
-            def predict(context):
+            def predict(pass_):  # (text context, DiT inputs) of the guided or the unguided pass
+                context, extra = pass_
                 text, bound = plan.prepared(model, context, clip_fea, x.shape[0], x.device)
-                extra = inputs if bound or clip_fea is None else {**inputs, "clip_fea": clip_fea}
+                extra = extra if bound or clip_fea is None else {**extra, "clip_fea": clip_fea}
                 return call(xw, tw, text, **extra)
 
-            vw = guided_velocity(predict, plan.contexts[k], plan.negative, scale)  # [B, C, P + L, H, W]
+            negative = None if plan.negative is None else (plan.negative, unguided)
+            vw = guided_velocity(predict, (plan.contexts[k], inputs), negative, scale)  # [B, C, P + L, H, W]
             if plan.drift_strength:
                 vw[:, :, p:] = matched_velocity(xw[:, :, p:], vw[:, :, p:], sigma, references, id(plan.contexts[k]),
                                             plan.drift_strength)
