@@ -59,7 +59,9 @@ def _size_inputs(frames_default: int) -> dict:
 
 class KinemaAnimateConditioning:
     DESCRIPTION = ("Wan2.2 Animate inputs: the character photo, the rendered pose video and the face crops "
-                   "(KinemaPoseRender) for one clip. Connect to KinemaSampler's branch input with the Animate DiT.")
+                   "(KinemaPoseRender) for one clip of `frames`. Connect to KinemaSampler's branch input with the "
+                   "Animate DiT. With KinemaSampler's long_video input too, the whole driving video is animated in "
+                   "clips of `frames` (77 as released), each continuing the last frames of the one before.")
     CATEGORY = "Kinema/conditioning"
     RETURN_TYPES = (BRANCH_CONDITIONING,)
     RETURN_NAMES = ("branch",)
@@ -89,6 +91,7 @@ class KinemaAnimateConditioning:
     def build(self, dit: DiTModel, vae: VAEModel, reference_image, pose_video, face_video, width: int, height: int,
               frames: int, clip_vision_output=None, background_video=None, character_mask=None):
         from ..core.sampling.animate_conditioning import animate_conditioning
+        from ..core.sampling.segments import AnimateBranch
 
         config = dit.model.config
         if config.animate is None:
@@ -107,8 +110,31 @@ class KinemaAnimateConditioning:
         stride = vae.model.config.spatial_stride
         shape = (1, config.out_dim, cond.y.shape[2], height // stride, width // stride)
         inputs = {k: v.cpu() for k, v in cond.model_inputs().items()}
+        drive = self._drive(vae, cond, reference_image, pose_video, face_video, background_video, character_mask,
+                            height, width, frames, config.animate.face_size)
         host.empty_cache()
-        return (BranchConditioning("animate", inputs, shape, cond.reference_frames),)
+        return (AnimateBranch("animate", inputs, shape, cond.reference_frames, drive),)
+
+    @staticmethod
+    def _drive(vae, cond, reference_image, pose_video, face_video, background_video, character_mask, height, width,
+               frames, face_size):
+        """The whole driving video for KinemaSampler's long_video input (clips of `frames`), read clip by clip:
+        each clip's images are converted only when it is sampled."""
+        from ..core.sampling.segments import AnimateDrive, FrameSource
+
+        def source(images, size, mask=False):
+            if images is None:
+                return None
+            if mask:
+                images = images[..., None].expand(-1, -1, -1, 3)  # MASK [N, h, w] -> [N, h, w, 3]
+            read = lambda indices: _video(images.index_select(0, indices), len(indices), *size)  # noqa: E731
+            return FrameSource(images.shape[0], (lambda i: read(i)[:, 0] * 0.5 + 0.5) if mask else read)
+
+        return AnimateDrive(
+            vae.model, _padded_image(reference_image, height, width), source(pose_video, (height, width)),
+            source(face_video, tuple(face_video.shape[1:3])), face_size, frames,
+            source(background_video, (height, width)), source(character_mask, (height, width), mask=True),
+            cond.clip_fea)
 
     @staticmethod
     def _clip_features(clip_vision_output, image_dim: int) -> torch.Tensor:
