@@ -16,6 +16,7 @@ PROMPT_SCHEDULE = "KINEMA_PROMPT_SCHEDULE"  # socket type: carries an encoded co
 class LongVideo:
     settings: Any  # core.longvideo.LongVideoSettings
     prompts: Optional[Any] = None  # encoded core.longvideo.PromptSchedule; None = the sampler's conditioning
+    animate_overlap: int = 1  # Wan-Animate clips: frames each clip continues from the one before (refert_num)
 
 
 class KinemaLongVideoSettings:
@@ -50,11 +51,16 @@ class KinemaLongVideoSettings:
                 "prompt_schedule": (PROMPT_SCHEDULE, {"tooltip":
                     "From KinemaPromptSchedule: different prompts for different times (replaces the sampler's "
                     "positive prompt; its negative prompt is still used)."}),
+                "animate_overlap_frames": ("INT", {"default": 1, "min": 1, "max": 40, "tooltip":
+                    "Wan2.2 Animate only (a KinemaAnimateConditioning branch): the video is made in clips of the "
+                    "conditioning's frames (77), each continuing from the last frames of the one before, as the "
+                    "official release; this many frames (refert_num: 1 or 5 as released) are shared. Window, "
+                    "overlap, blend, freenoise and drift are for other models."}),
             },
         }
 
     def settings(self, window_frames: int, overlap_frames: int, blend: str, freenoise: bool,
-                 drift_strength: float, prompt_schedule=None):
+                 drift_strength: float, prompt_schedule=None, animate_overlap_frames: int = 1):
         from ..core.longvideo import LongVideoSettings
 
         if (window_frames - 1) % TEMPORAL_STRIDE or overlap_frames % TEMPORAL_STRIDE:
@@ -63,7 +69,7 @@ class KinemaLongVideoSettings:
         settings = LongVideoSettings(window=(window_frames - 1) // TEMPORAL_STRIDE + 1,
                                      overlap=overlap_frames // TEMPORAL_STRIDE, blend=blend, freenoise=freenoise,
                                      drift_strength=drift_strength)
-        return (LongVideo(settings, prompt_schedule),)
+        return (LongVideo(settings, prompt_schedule, animate_overlap_frames),)
 
 
 class KinemaPromptSchedule:
