@@ -1,6 +1,7 @@
 """Latent -> pixels: to a ComfyUI IMAGE batch, or streamed straight into an mp4."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Optional
 
 from . import host
@@ -25,6 +26,14 @@ def _crop_size(vae: VAEModel, latents, crop_width: int, crop_height: int) -> tup
     return crop
 
 
+def _decode_images(vae: VAEModel, latents, samples: dict, progress):
+    """IMAGE frames of the latents; a long Animate LATENT is decoded clip by clip (core.sampling.segments)."""
+    chain = samples.get("kinema_clips")
+    if chain is None:
+        return vae.model.decode_to_images(latents, progress=progress)
+    return chain.decode_to_images(vae.model, latents, progress)
+
+
 class KinemaVAEDecode:
     DESCRIPTION = ("Decodes a latent video into an IMAGE batch (one image per frame) for other nodes. For long "
                    "videos prefer KinemaDecodeToVideo, which never holds all frames in memory.")
@@ -45,7 +54,7 @@ class KinemaVAEDecode:
 
     def decode(self, vae: VAEModel, samples: dict):
         with host.progress("VAE decode", _latent_frames(samples)) as progress:
-            images = vae.model.decode_to_images(samples["samples"], progress=progress)  # [N, H, W, 3]
+            images = _decode_images(vae, samples["samples"], samples, progress)  # [N, H, W, 3]
         host.empty_cache()
         return (images,)
 
@@ -100,7 +109,9 @@ class KinemaDecodeToVideo:
 
             transform = chained(transform, cropping(_crop_size(vae, latents, crop_width, crop_height)))
         with host.progress("VAE decode to mp4", _latent_frames(samples)) as progress:
-            vae.model.decode_to_file(latents, target.path, fps=file_fps, progress=progress, frame_transform=transform)
+            chain = samples.get("kinema_clips")  # long Animate: clips decoded one by one (core.sampling.segments)
+            write = vae.model.decode_to_file if chain is None else partial(chain.write_video, vae.model)
+            write(latents, target.path, fps=file_fps, progress=progress, frame_transform=transform)
         host.empty_cache()
         return {"ui": {"images": [target.ui()], "animated": (True,)}, "result": (str(target.path),)}
 

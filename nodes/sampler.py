@@ -105,10 +105,26 @@ class KinemaSampler:
                 image=_start_image(dit, vae, start_image, shape, long) if start_image is not None else None,
                 branch=branch, long_video=long, step_cache=step_cache, device=host.torch_device(),
             )
-            with host.progress("Kinema sampling", steps) as progress:
-                result = run_sampling(request, progress)
+            chain = {}
+            if long_video is not None and getattr(branch, "drive", None) is not None:
+                result, chain["kinema_clips"] = _animate_clips(request, branch.drive, long_video, steps)
+            else:
+                with host.progress("Kinema sampling", steps) as progress:
+                    result = run_sampling(request, progress)
         host.empty_cache()
-        return ({"samples": result.cpu()},)
+        return ({"samples": result.cpu(), **chain},)
+
+
+def _animate_clips(request, drive, long_video: LongVideo, steps: int):
+    """Wan-Animate over the whole driving video: official clips chained one after another (core.sampling.segments);
+    returns their latents end to end and the ClipChain the decode nodes follow."""
+    from ..core.sampling.segments import clip_count, sample_chained
+
+    if long_video.prompts is not None:
+        raise ValueError("long Animate follows one prompt; disconnect the prompt schedule from KinemaLongVideoSettings.")
+    clips = clip_count(drive, long_video.animate_overlap)
+    with host.progress(f"Kinema Animate ({clips} clips)", steps * clips) as progress:
+        return sample_chained(request, drive, long_video.animate_overlap, progress)
 
 
 @contextmanager

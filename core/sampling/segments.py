@@ -14,6 +14,7 @@ clips' latents, which `ClipChain` decodes clip by clip, or decoded frames stream
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import torch
@@ -139,17 +140,42 @@ class ClipChain:
                              f"{length}-frame clips; decode the sampler's output as it is.")
         return list(latents.split(length, dim=2))
 
-    def iter_decode(self, vae, latents: torch.Tensor, **options) -> Iterator[torch.Tensor]:
-        """Decoded frames [B, 3, t, H, W] in [-1, 1], clip after clip (each decoded on its own, as sampled)."""
-        written = 0
-        for k, clip in enumerate(self.clips(latents)):
+    def iter_decode(self, vae, latents: torch.Tensor, progress: Progress = SILENT, **options
+                    ) -> Iterator[torch.Tensor]:
+        """Decoded frames [B, 3, t, H, W] in [-1, 1], clip after clip (each decoded on its own, as sampled);
+        `progress` counts the latent frames of all clips."""
+        written, clips = 0, self.clips(latents)
+        for k, clip in enumerate(clips):
             skip = self.overlap if k else 0
-            for chunk in vae.iter_decode(clip, **options):
+            for chunk in vae.iter_decode(clip, progress=_clip_progress(progress, k, len(clips)), **options):
                 cut = min(skip, chunk.shape[2])
                 chunk, skip = chunk[:, :, cut:][:, :, : self.frames - written], skip - cut
                 if chunk.shape[2]:
                     written += chunk.shape[2]
                     yield chunk
+
+
+    def write_video(self, vae, latents: torch.Tensor, path, fps=30, *, crf: int = 18,
+                    frame_transform: Optional[Callable] = None, progress: Progress = SILENT, **options) -> Path:
+        """Decode the clips ([1, C, n * L, h, w]) straight into an mp4, clip by clip, as `WanVAE.decode_to_file`
+        does for one video (written under a temporary name, never over an existing file); returns the path."""
+        from ..video.writer import VideoWriter
+
+        if latents.shape[0] != 1:
+            raise ValueError(f"write_video writes one video but the latents hold a batch of {latents.shape[0]}")
+        frames = ((chunk[0].permute(1, 2, 3, 0) + 1.0) / 2.0  # [t, H, W, 3] in 0..1
+                  for chunk in self.iter_decode(vae, latents, progress, **options))
+        if frame_transform is not None:
+            frames = frame_transform(frames)
+        with VideoWriter(path, fps, crf=crf) as writer:
+            for chunk in frames:
+                writer.write(chunk)
+        return writer.path
+
+    def decode_to_images(self, vae, latents: torch.Tensor, progress: Progress = SILENT, **options) -> torch.Tensor:
+        """ComfyUI IMAGE [frames, H, W, 3] in 0..1 of one video (it holds every frame: for short videos)."""
+        chunks = self.iter_decode(vae, latents, progress, **options)
+        return torch.cat([(chunk[0].permute(1, 2, 3, 0).cpu() + 1.0) / 2.0 for chunk in chunks])
 
 
 def clip_count(drive: AnimateDrive, overlap: int) -> int:
