@@ -1,0 +1,99 @@
+"""Tiny GGUF files written with the `gguf` package the way ComfyUI-GGUF's converter lays them out.
+
+city96/ComfyUI-GGUF tools/convert.py: names as in the (prefix-stripped) state dict, 1-D / tiny /
+`.modulation` tensors in F32, 2-D weights in the chosen type (F16 where a row is not whole blocks),
+tensors of more than 4 dimensions (Wan's patch embedding) left out and added back as F32 afterwards
+(tools/fix_5d_tensors.py). Tensors reshaped into rows of 256 to be quantised carry their torch shape in
+`comfy.gguf.orig_shape.<name>`.
+
+gguf's Python code quantises only the legacy types (Q4_0 ... Q8_0); K-quant blocks are drawn at random
+with finite fp16 scales (`random_blocks`): every byte pattern is a valid block, so gguf's numpy
+`dequantize` of the same bytes is the reference either way.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import gguf
+import numpy as np
+import torch
+
+Q = gguf.GGMLQuantizationType
+QUANTISABLE = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")  # types gguf's Python code can quantise
+# Byte offsets of each block's fp16 scale fields (ggml-common.h block structs): set to finite values.
+FP16_FIELDS = {"Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q5_1": (0, 2), "Q8_0": (0,),
+               "Q2_K": (80, 82), "Q3_K": (108,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
+_SMALL = 1024  # ComfyUI-GGUF's QUANTIZATION_THRESHOLD: tensors of at most this many values stay F32
+_ROW = 256  # ComfyUI-GGUF reshapes into rows of 256 values when a row is not whole blocks
+
+
+def random_blocks(type_name: str, n_blocks: int, rng: np.random.Generator, scale: float = 1e-3) -> np.ndarray:
+    """uint8 [n_blocks, type_size]: random codes, fp16 scales uniform in [-scale, scale] (never inf/nan)."""
+    _, type_size = gguf.GGML_QUANT_SIZES[Q[type_name]]
+    blocks = rng.integers(0, 256, size=(n_blocks, type_size), dtype=np.uint8)
+    for offset in FP16_FIELDS[type_name]:
+        values = rng.uniform(-scale, scale, size=n_blocks).astype(np.float16)
+        blocks[:, offset:offset + 2] = values.view(np.uint8).reshape(n_blocks, 2)
+    return blocks
+
+
+def encode(values: np.ndarray, type_name: str, rng: np.random.Generator) -> np.ndarray:
+    """`values` (float32 [..., k], k whole blocks) in `type_name`: quantised by gguf where it can, else
+    random blocks of that many values (K-quants; the values themselves are then not used; scales drawn
+    so that the weights are about as large as a trained model's)."""
+    qtype = Q[type_name]
+    if type_name in QUANTISABLE or qtype in (Q.F32, Q.F16, Q.BF16):
+        return gguf.quants.quantize(values, qtype)
+    block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
+    blocks = random_blocks(type_name, values.size // block_size, rng, scale=1e-4)
+    return blocks.reshape(*values.shape[:-1], values.shape[-1] // block_size * type_size)
+
+
+def write_comfy_gguf(path: Path, tensors: dict[str, torch.Tensor], weight_type: str, *, arch: Optional[str] = "wan",
+                     prefix: str = "", seed: int = 0, reshape_rows: bool = True) -> dict[str, torch.Tensor]:
+    """Write `tensors` (fp32, official names) as ComfyUI-GGUF does with 2-D weights in `weight_type`;
+    returns what the file holds, dequantised by gguf's numpy reference (float32, torch shapes)."""
+    rng = np.random.default_rng(seed)
+    writer = gguf.GGUFWriter(path=None, arch=arch) if arch is not None else _writer_without_arch()
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    held: dict[str, torch.Tensor] = {}
+    five_d = {}
+    for key, value in tensors.items():
+        data = value.float().numpy()
+        if data.ndim > 4:  # the converter cannot write these; fix_5d_tensors adds them back in F32
+            five_d[key] = data
+            continue
+        type_name = "F16"
+        if data.ndim == 1 or data.size <= _SMALL or ".modulation" in key:
+            type_name = "F32"
+        elif data.ndim == 2:
+            type_name = weight_type
+        block_size, _ = gguf.GGML_QUANT_SIZES[Q[type_name]]
+        stored = data
+        if data.shape[-1] % block_size:
+            if reshape_rows and data.size % _ROW == 0 and _ROW % block_size == 0:
+                stored = data.reshape(-1, _ROW)
+                writer.add_array(f"comfy.gguf.orig_shape.{prefix}{key}", [int(n) for n in data.shape])
+            else:
+                type_name = "F16"  # the converter's fallback when a type cannot take the shape
+        encoded = encode(stored, type_name, rng)
+        writer.add_tensor(prefix + key, encoded, raw_dtype=Q[type_name])
+        held[key] = torch.from_numpy(np.array(gguf.quants.dequantize(encoded, Q[type_name]),
+                                              dtype=np.float32)).reshape(value.shape)
+    for key, data in five_d.items():
+        writer.add_tensor(prefix + key, data, raw_dtype=Q.F32)
+        held[key] = torch.from_numpy(data.copy())
+    writer.write_header_to_file(path=str(path))
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return held
+
+
+def _writer_without_arch():
+    """stable-diffusion.cpp's files carry no general.architecture."""
+    writer = gguf.GGUFWriter(path=None, arch="wan")
+    for kv in writer.kv_data:
+        kv.pop(gguf.Keys.General.ARCHITECTURE, None)
+    return writer
