@@ -92,17 +92,27 @@ def _folder_paths(folder: str):
     return folder_paths
 
 
-def model_files(folder: str) -> list[str]:
-    """File names (relative, '/'-separated) offered in a loader's combo for a model folder."""
+def model_files(folder: str, extra_extensions: Sequence[str] = ()) -> list[str]:
+    """File names (relative, '/'-separated) offered in a loader's combo for a model folder; files with
+    `extra_extensions` (e.g. ".gguf", which ComfyUI does not list for the folder) are offered too."""
     if in_comfyui():
-        return list(_folder_paths(folder).get_filename_list(folder))
+        folder_paths = _folder_paths(folder)
+        listed = list(folder_paths.get_filename_list(folder))
+        if not extra_extensions:
+            return listed
+        extra = _files_in([Path(d) for d in folder_paths.get_folder_paths(folder)], extra_extensions)
+        return sorted(set(listed) | extra)
+    return sorted(_files_in(_standalone_dirs(folder), MODEL_EXTENSIONS + tuple(extra_extensions)))
+
+
+def _files_in(directories: Sequence[Path], extensions: Sequence[str]) -> set[str]:
     found = set()
-    for directory in _standalone_dirs(folder):
+    for directory in directories:
         if directory.is_dir():
             for path in directory.rglob("*"):
-                if path.suffix.lower() in MODEL_EXTENSIONS and path.is_file():
+                if path.suffix.lower() in extensions and path.is_file():
                     found.add(path.relative_to(directory).as_posix())
-    return sorted(found)
+    return found
 
 
 def model_path(folder: str, name: str) -> str:

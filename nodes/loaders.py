@@ -20,7 +20,8 @@ def _dtype_input(tooltip: str) -> tuple:
 
 
 class KinemaDiTLoader:
-    DESCRIPTION = "Loads a Wan 2.1 / 2.2 diffusion transformer (any official, ComfyUI, diffusers or fp8 file)."
+    DESCRIPTION = ("Loads a Wan 2.1 / 2.2 diffusion transformer (any official, ComfyUI, diffusers, fp8 or GGUF "
+                   "file).")
     CATEGORY = CATEGORY
     RETURN_TYPES = (DIT,)
     RETURN_NAMES = ("dit",)
@@ -31,8 +32,10 @@ class KinemaDiTLoader:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model_name": (host.model_files("diffusion_models"), {
-                    "tooltip": "DiT checkpoint from models/diffusion_models (e.g. wan2.1_t2v_1.3B_fp16.safetensors)."}),
+                "model_name": (host.model_files("diffusion_models", extra_extensions=(".gguf",)), {
+                    "tooltip": "DiT checkpoint from models/diffusion_models (e.g. wan2.1_t2v_1.3B_fp16.safetensors, "
+                               "or a GGUF such as wan2.1-t2v-14b-Q4_K_M.gguf: its weights stay quantised in "
+                               "memory and are dequantised layer by layer)."}),
                 "weight_dtype": (list(DIT_WEIGHT_DTYPES), {"default": "default", "tooltip":
                     "Precision the weights are kept in. 'default' keeps the file's: an fp8 file stays fp8 in "
                     "memory (half of bf16) and each layer is upcast when it runs; bf16/fp16/fp32 for an fp8 file "
