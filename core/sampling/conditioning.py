@@ -57,12 +57,18 @@ def latent_frame_mask(pixel_known: torch.Tensor) -> torch.Tensor:
     return padded.reshape(-1, TEMPORAL_STRIDE).transpose(0, 1)  # [4, F_lat]
 
 
-def i2v_conditioning(image_latent: torch.Tensor, pixel_frames: int, clip_fea: Optional[torch.Tensor] = None
-                     ) -> ImageConditioning:
-    """`image_latent` [B, 16, F_lat, H, W] = VAE(first frame + zero frames) -> y [B, 20, F_lat, H, W]."""
+def i2v_conditioning(image_latent: torch.Tensor, pixel_frames: int, clip_fea: Optional[torch.Tensor] = None,
+                     end_frame: bool = False) -> ImageConditioning:
+    """`image_latent` [B, 16, F_lat, H, W] = VAE(first frame + zero frames [+ last frame]) -> y [B, 20, F_lat, H, W].
+
+    `end_frame`: the video's last pixel frame is given too (FLF2V), so the mask marks it known
+    (channel 3 of the last latent frame).
+    """
     batch, _, latent_frames, height, width = image_latent.shape
     known = torch.zeros(pixel_frames, dtype=image_latent.dtype, device=image_latent.device)
     known[0] = 1
+    if end_frame:
+        known[-1] = 1
     mask = latent_frame_mask(known)  # [4, F_lat]
     if mask.shape[1] != latent_frames:
         raise ValueError(f"image latent has {latent_frames} frames but {pixel_frames} pixel frames need "
@@ -111,8 +117,12 @@ def fit_image(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return image[:, :, top:top + height, left:left + width]  # [1, 3, height, width]
 
 
-def first_frame_video(image: torch.Tensor, pixel_frames: int) -> torch.Tensor:
-    """[1, 3, H, W] -> [1, 3, F, H, W]: the image, then zero (mid-gray) frames, as official I2V encodes."""
+def first_frame_video(image: torch.Tensor, pixel_frames: int, end_image: Optional[torch.Tensor] = None
+                      ) -> torch.Tensor:
+    """[1, 3, H, W] -> [1, 3, F, H, W]: the image, then zero (mid-gray) frames, as official I2V encodes; with
+    `end_image` [1, 3, H, W] the last frame is that image (official FLF2V)."""
     video = image.new_zeros(image.shape[0], 3, pixel_frames, *image.shape[-2:])
     video[:, :, 0] = image
+    if end_image is not None:
+        video[:, :, -1] = end_image
     return video
