@@ -93,7 +93,7 @@ def test_feet_anchor_puts_the_first_frame_on_the_photos_ground(case):
     driving, reference, _ = case
     calibration = calibrate(driving, reference)
     assert calibration.anchor == "feet"  # both are full-body shots
-    moved = retarget(driving, reference)
+    moved = retarget(driving, reference, RetargetSettings(motion="follow"))
     feet = [BODY[n] for n in ("RAnkle", "LAnkle", "RToe", "LToe")]
     hips = [BODY["RHip"], BODY["LHip"]]
     assert moved.body[0, feet, 1].max() == pytest.approx(reference.body[0, feet, 1].max(), abs=1e-3)
@@ -103,7 +103,7 @@ def test_feet_anchor_puts_the_first_frame_on_the_photos_ground(case):
 def test_neck_anchor_and_scaled_trajectory(case):
     driving, reference, _ = case
     calibration = calibrate(driving, reference, RetargetSettings(anchor="neck"))
-    moved = retarget(driving, reference, RetargetSettings(anchor="neck"))
+    moved = retarget(driving, reference, RetargetSettings(anchor="neck", motion="follow"))
     np.testing.assert_allclose(moved.body[0, NECK, :2], reference.body[0, NECK, :2], atol=1e-3)
     # Later neck movement = driving movement times the overall size ratio.
     expected = reference.body[0, NECK, :2] + (driving.body[:, NECK, :2] - driving.body[0, NECK, :2]) * calibration.scale
@@ -117,7 +117,7 @@ def test_uniform_scale_gives_the_similar_skeleton():
     ref_body = driving.body[0].copy()
     ref_body[:, :2] = ref_body[:, :2] * k + shift
     reference = _sequence([ref_body], width=1200, height=1400)
-    moved = retarget(driving, reference, RetargetSettings(anchor="neck"))
+    moved = retarget(driving, reference, RetargetSettings(anchor="neck", motion="follow"))
     np.testing.assert_allclose(moved.body[..., :2], driving.body[..., :2] * k + shift, atol=1e-2)
     # Hands follow their wrist, scaled by the forearm's ratio (k here).
     np.testing.assert_allclose(moved.hands[..., :2], driving.hands[..., :2] * k + shift, atol=1e-2)

@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .people import AUTO, Choice, Person, choose_person, sequence_of
 from .types import BODY, BODY_POINTS, COCO18_POINTS, FACE_POINTS, HAND_POINTS, LEFT, RIGHT, PoseFormatError, PoseSequence
 
 IBUG_POINTS = 68
@@ -76,37 +77,35 @@ def _hand_points(values, what: str) -> np.ndarray:
     return np.zeros((HAND_POINTS, 3), np.float32) if points is None else points
 
 
-def _main_person(people: list, where: str) -> Optional[dict]:
-    """The person whose body is largest (several may be detected; the driver is the main one)."""
+def _people(people: list, where: str, scale: np.ndarray) -> list:
+    """Every person of one frame as a Person (pixels)."""
     if not isinstance(people, list):
         raise PoseFormatError(f"{where}: 'people' must be a list of person dicts, got {type(people).__name__}")
-    best, best_area = None, -1.0
+    out = []
     for person in people:
+        if not isinstance(person, dict):
+            raise PoseFormatError(f"{where}: each person must be a dict of keypoint lists, got {type(person).__name__}")
         body = _body_points(person.get(PART_KEYS["body"]), f"{where} pose_keypoints_2d")
-        seen = body[body[:, 2] > 0, :2]
-        area = float(np.prod(seen.max(axis=0) - seen.min(axis=0))) if len(seen) > 1 else 0.0
-        if area > best_area:
-            best, best_area = person, area
-    return best
+        face = _face_points(person.get(PART_KEYS["face"]), f"{where} face_keypoints_2d")
+        hands = np.stack([_hand_points(person.get(PART_KEYS["left"]), f"{where} hand_left_keypoints_2d"),
+                          _hand_points(person.get(PART_KEYS["right"]), f"{where} hand_right_keypoints_2d")])
+        out.append(Person(body * scale, hands * scale, face * scale))
+    return out
 
 
-def _read_frames(frames: list, width: int, height: int, normalized: bool, source: str, fps) -> PoseSequence:
-    bodies, hands, faces = [], [], []
+def _read_frames(frames: list, width: int, height: int, normalized: bool, source: str, fps,
+                 person=AUTO) -> tuple[PoseSequence, Choice]:
+    """The chosen person (people.py: the main one by default, tracked across frames) of every frame."""
+    scale = np.array([width, height, 1.0], np.float32) if normalized else np.ones(3, np.float32)
+    everyone = []
     for index, frame in enumerate(frames):
         where = f"{source} frame {index}"
         if not isinstance(frame, dict) or "people" not in frame:
             raise PoseFormatError(f"{where} must be a dict with a 'people' list (OpenPose layout), "
                                   f"got {type(frame).__name__}")
-        person = _main_person(frame["people"], where) or {}
-        bodies.append(_body_points(person.get(PART_KEYS["body"]), f"{where} pose_keypoints_2d"))
-        faces.append(_face_points(person.get(PART_KEYS["face"]), f"{where} face_keypoints_2d"))
-        hands.append(np.stack([_hand_points(person.get(PART_KEYS["left"]), f"{where} hand_left_keypoints_2d"),
-                               _hand_points(person.get(PART_KEYS["right"]), f"{where} hand_right_keypoints_2d")]))
-    body, hand, face = np.stack(bodies), np.stack(hands), np.stack(faces)
-    if normalized:
-        scale = np.array([width, height, 1.0], np.float32)
-        body, hand, face = body * scale, hand * scale, face * scale
-    return PoseSequence(body, hand, face, width, height, fps=fps, source=source)
+        everyone.append(_people(frame["people"], where, scale))
+    picked, choice = choose_person(everyone, width, height, fps, person)
+    return sequence_of(picked, width, height, fps=fps, source=source), choice
 
 
 def _looks_normalized(frames: list) -> bool:
@@ -121,8 +120,15 @@ def _looks_normalized(frames: list) -> bool:
     return largest <= 1.0
 
 
-def from_pose_keypoint(value: list, normalized: Optional[bool] = None, fps: Optional[float] = None) -> PoseSequence:
-    """ComfyUI POSE_KEYPOINT (list of per-frame dicts) -> PoseSequence in pixels of its canvas.
+def from_pose_keypoint(value: list, normalized: Optional[bool] = None, fps: Optional[float] = None,
+                       person=AUTO) -> PoseSequence:
+    """ComfyUI POSE_KEYPOINT (list of per-frame dicts) -> PoseSequence in pixels of its canvas."""
+    return read_pose_keypoint(value, normalized, fps, person)[0]
+
+
+def read_pose_keypoint(value: list, normalized: Optional[bool] = None, fps: Optional[float] = None,
+                       person=AUTO) -> tuple[PoseSequence, Choice]:
+    """ComfyUI POSE_KEYPOINT (list of per-frame dicts) -> the chosen person in pixels of its canvas, and the choice.
 
     `normalized`: None detects it (all coordinates within 0..1 = normalized); say it explicitly when a
     pose could be read either way (e.g. a single point at the origin).
@@ -139,12 +145,18 @@ def from_pose_keypoint(value: list, normalized: Optional[bool] = None, fps: Opti
     width, height = (int(v) for v in next(iter(sizes)))
     if normalized is None:
         normalized = _looks_normalized(value)
-    return _read_frames(value, width, height, normalized, "pose_keypoint", fps)
+    return _read_frames(value, width, height, normalized, "pose_keypoint", fps, person)
 
 
 def from_openpose_json(source, width: Optional[int] = None, height: Optional[int] = None,
-                       fps: Optional[float] = None) -> PoseSequence:
-    """OpenPose output -> PoseSequence: a dict, a list of dicts, a .json file or a folder of per-frame .json files.
+                       fps: Optional[float] = None, person=AUTO) -> PoseSequence:
+    """OpenPose output -> PoseSequence: a dict, a list of dicts, a .json file or a folder of per-frame .json files."""
+    return read_openpose_json(source, width, height, fps, person)[0]
+
+
+def read_openpose_json(source, width: Optional[int] = None, height: Optional[int] = None,
+                       fps: Optional[float] = None, person=AUTO) -> tuple[PoseSequence, Choice]:
+    """OpenPose output -> the chosen person as a PoseSequence, and the choice (see `from_openpose_json`).
 
     OpenPose JSON holds no picture size, so `width` and `height` are needed unless the frames carry
     `canvas_width` / `canvas_height`.
@@ -156,7 +168,7 @@ def from_openpose_json(source, width: Optional[int] = None, height: Optional[int
             raise PoseFormatError(f"{name}: OpenPose JSON does not say the picture size; pass width and height "
                                   f"(the driving video's frame size in pixels)")
         width, height = (int(v) for v in next(iter(sizes)))
-    return _read_frames(frames, width, height, False, name, fps)
+    return _read_frames(frames, width, height, False, name, fps, person)
 
 
 def _load_json_frames(source) -> tuple[list, str]:
