@@ -14,6 +14,7 @@ log = logging.getLogger("kinema")
 
 STAGES = (
     "loaders",
+    "clip_vision",
     "text_encode",
     "latent",
     "sampler",

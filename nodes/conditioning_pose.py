@@ -13,7 +13,7 @@ import torch
 
 from ..core.sampling.branch import BranchConditioning
 from . import host
-from .types import DIT, VAE, DiTModel, VAEModel
+from .types import DIT, IMAGE_FEATURES_INPUT, VAE, DiTModel, VAEModel
 
 log = logging.getLogger("kinema")
 
@@ -80,9 +80,9 @@ class KinemaAnimateConditioning:
                 **_size_inputs(77),
             },
             "optional": {
-                "clip_vision_output": ("CLIP_VISION_OUTPUT", {"tooltip":
-                    "CLIP ViT-H features of the reference image (ComfyUI CLIPVisionEncode). Without it the model "
-                    "gets zero image features and keeps the character's identity less well."}),
+                "clip_vision_output": (IMAGE_FEATURES_INPUT, {"tooltip":
+                    "CLIP ViT-H features of the reference image (KinemaCLIPVisionEncode or native CLIPVisionEncode). "
+                    "Without it the model gets zero image features and keeps the character's identity less well."}),
                 "background_video": ("IMAGE", {"tooltip": "Replacement mode: the scene without the character."}),
                 "character_mask": ("MASK", {"tooltip": "Replacement mode: 1 where the character is, per frame."}),
             },
@@ -138,11 +138,13 @@ class KinemaAnimateConditioning:
 
     @staticmethod
     def _clip_features(clip_vision_output, image_dim: int) -> torch.Tensor:
+        from .clip_vision import image_features_tensor
+
         if clip_vision_output is None:
             log.warning("KinemaAnimateConditioning: no clip_vision_output connected; using zero CLIP features "
-                        "(connect CLIPVisionEncode with clip_vision_h for the trained identity cue)")
+                        "(connect KinemaCLIPVisionEncode with clip_vision_h for the trained identity cue)")
             return torch.zeros(1, CLIP_TOKENS, image_dim)
-        features = clip_vision_output.penultimate_hidden_states[:1].float()  # [1, 257, 1280]
+        features = image_features_tensor(clip_vision_output, "KinemaAnimateConditioning", first_image_only=True)
         if features.shape[-1] != image_dim:
             raise ValueError(f"KinemaAnimateConditioning: CLIP features are {features.shape[-1]} wide, the model "
                              f"takes {image_dim}; use clip_vision_h (ViT-H/14).")

@@ -13,7 +13,7 @@ from ..core.sampling.settings import SOLVERS
 from .conditioning_pose import BRANCH_CONDITIONING
 from .longvideo import LONG_VIDEO, LongVideo
 from .step_cache import STEP_CACHE
-from .types import CONDITIONING, DIT, VAE, Conditioning, DiTModel, VAEModel
+from .types import CONDITIONING, DIT, IMAGE_FEATURES_INPUT, VAE, Conditioning, DiTModel, VAEModel
 MAX_SEED = 2**64 - 1
 
 
@@ -72,6 +72,11 @@ class KinemaSampler:
                 "start_sigma": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.999, "step": 0.01, "tooltip":
                     "Refine pass (e.g. after KinemaLatentUpscale): start at this noise level; 0 = off. Unlike "
                     "denoise it means the same amount of noise under any shift; 0.3-0.6 refines."}),
+                "end_image": ("IMAGE", {"tooltip":
+                    "Last frame (Wan2.1 FLF2V, also Wan2.1 I2V-14B and Wan2.2 I2V-A14B); needs start_image and vae."}),
+                "image_features": (IMAGE_FEATURES_INPUT, {"tooltip":
+                    "CLIP features of start_image (FLF2V: of start and end image) from KinemaCLIPVisionEncode or "
+                    "native CLIPVisionEncode; Wan2.1 I2V-14B and FLF2V need them, other models take none."}),
             },
         }
 
@@ -79,7 +84,8 @@ class KinemaSampler:
                shift: float, solver: str, denoise: float, boundary: float, cfg_low_noise: float,
                dit_low_noise: Optional[DiTModel] = None, start_image: Optional[torch.Tensor] = None,
                vae: Optional[VAEModel] = None, step_cache=None, branch: Optional[BranchConditioning] = None,
-               long_video: Optional[LongVideo] = None, start_sigma: float = 0.0):
+               long_video: Optional[LongVideo] = None, start_sigma: float = 0.0,
+               end_image: Optional[torch.Tensor] = None, image_features=None):
         from ..core.sampling import SamplerSettings, SamplingRequest, run_sampling
 
         if start_sigma and denoise != 1:
@@ -102,7 +108,7 @@ class KinemaSampler:
                 dit=dit.model, positive=positive, negative=[conditioning.negative] * batch, settings=settings,
                 shape=None if settings.partial else shape, latents=samples if settings.partial else None,
                 dit_low_noise=dit_low_noise.model if dit_low_noise is not None else None,
-                image=_start_image(dit, vae, start_image, shape, long) if start_image is not None else None,
+                image=_start_image(dit, vae, start_image, shape, long, end_image, image_features),
                 branch=branch, long_video=long, step_cache=step_cache, device=host.torch_device(),
             )
             chain = {}
@@ -136,14 +142,21 @@ def _named_errors(dit: DiTModel):
         raise ValueError(f"KinemaSampler ({dit.name}): {error}") from None
 
 
-def _start_image(dit: DiTModel, vae: Optional[VAEModel], image: torch.Tensor, shape: tuple, long):
-    """ComfyUI IMAGE [N, H, W, 3] in 0..1 (first image used) -> the model's image conditioning."""
+def _start_image(dit: DiTModel, vae: Optional[VAEModel], image: Optional[torch.Tensor], shape: tuple, long,
+                 end_image: Optional[torch.Tensor] = None, image_features=None):
+    """ComfyUI IMAGEs [N, H, W, 3] in 0..1 (first image used) and CLIP features -> the model's image conditioning
+    (None without any of them)."""
     from ..core.sampling.setup import image_conditioning
+    from .clip_vision import image_features_tensor
 
-    if vae is None:
+    if image is None and end_image is None and image_features is None:
+        return None
+    if image is not None and vae is None:
         raise ValueError("start_image needs the VAE to encode it; connect KinemaVAELoader to 'vae'.")
-    picture = image[:1].permute(0, 3, 1, 2).float() * 2 - 1  # [1, 3, h, w] in [-1, 1]
-    return image_conditioning(dit.model, vae.model, picture, shape, host.torch_device(), long)
+    as_rgb = lambda i: None if i is None else i[:1].permute(0, 3, 1, 2).float() * 2 - 1  # noqa: E731 [1, 3, h, w]
+    return image_conditioning(dit.model, None if vae is None else vae.model, as_rgb(image), shape,
+                              host.torch_device(), long, end_image=as_rgb(end_image),
+                              clip_fea=image_features_tensor(image_features, "KinemaSampler"))
 
 
 NODE_CLASS_MAPPINGS = {"KinemaSampler": KinemaSampler}

@@ -69,3 +69,23 @@ class Conditioning:
     negative: torch.Tensor  # [L_neg, text_dim]
     prompt: str
     negative_prompt: str
+
+
+CLIP_VISION = "KINEMA_CLIP_VISION"
+# CLIP image features; image-feature inputs also take native ComfyUI's CLIPVisionEncode output.
+IMAGE_FEATURES = "KINEMA_IMAGE_FEATURES"
+IMAGE_FEATURES_INPUT = f"{IMAGE_FEATURES},CLIP_VISION_OUTPUT"
+
+
+@dataclass(frozen=True)
+class ClipVisionModel:
+    model: Any  # core.clip_vision.ClipVisionEncoder
+    name: str
+
+
+@dataclass(frozen=True)
+class ImageFeatures:
+    """Wan's CLIP features of the start image (and the end image after it), float32 on the CPU."""
+
+    features: torch.Tensor  # [1, images x 257, 1280]: penultimate-block tokens, image after image
+    images: int
