@@ -7,7 +7,8 @@ Models (each written by `bench.big_checkpoint`, loaded by our `load_dit` and by 
 classes, then deleted):
 - Wan2.1 1.3B at full width and depth (30 blocks), a bf16 file and an fp32 file, at 1,280 and
   5,184 tokens;
-- two full-width Wan 14B blocks from a scaled-fp8 file at 1,280 tokens.
+- two full-width Wan 14B blocks from a scaled-fp8 file at 1,280 tokens, eager and with compiled
+  blocks (`compile_blocks()`, inductor; the compile time, taken on the first call, is in the note).
 The fp32 file computes in fp32; the bf16 and fp8 files compute in the bench dtype: bf16 on a GPU,
 fp32 on the CPU, where native ComfyUI itself never computes in bf16 ("extremely slow" there, its
 code says: it casts a bf16 file's weights to fp32 when loading, while ours keep bf16 weights and
@@ -20,11 +21,12 @@ max|ours - native| / max|native| (both implement the same model; bf16 differs mo
 native keeps its residual stream in bf16, ours in fp32).
 
 summary: native_ratio_bf16 and native_ratio_fp8 are ours / native wall time with both on SDPA at
-1,280 tokens; compile_ratio is compiled blocks over eager (n/a until that row is added).
+1,280 tokens; compile_ratio is our compiled blocks over our eager blocks on the fp8 14B case.
 """
 from __future__ import annotations
 
 import gc
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -45,6 +47,7 @@ _SHORT = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 class Case:
     latent: tuple[int, int, int]  # latent (frames, height, width) before the 1x2x2 patch
     summary_key: Optional[str] = None  # the summary figure this case's both-SDPA ratio gives
+    compiled: bool = False  # also time our model with compiled blocks (gives compile_ratio)
 
     @property
     def tokens(self) -> int:
@@ -76,7 +79,7 @@ def _models(quick: bool) -> list[Model]:
         Model(f"1.3B x{wide}", "1.3B", wide, "comfy", torch.bfloat16, None, bf16),
         Model(f"1.3B x{wide}", "1.3B", wide, "comfy", torch.float32, torch.float32, sizes),
         Model(f"14B x{1 if quick else 2}", "14B", 1 if quick else 2, "comfy_fp8_scaled", torch.bfloat16, None,
-              (Case(L1280, "native_ratio_fp8"),)),
+              (Case(L1280, "native_ratio_fp8", compiled=True),)),
     ]
 
 
@@ -87,7 +90,7 @@ def run(quick: bool, device: torch.device, dtype: torch.dtype, rounds: int) -> t
         return [], {}
     print(f"native: ComfyUI at {comfy.checkout}; native attention on this machine: {comfy.picked_attention}")
     rows: list[Row] = []
-    summary: dict[str, Optional[float]] = {"native_ratio_bf16": None, "native_ratio_fp8": None}
+    summary: dict[str, Optional[float]] = {"native_ratio_bf16": None, "native_ratio_fp8": None, "compile_ratio": None}
     for model in _models(quick):
         compute_dtype = model.compute_dtype or dtype
         with temporary_wan_checkpoint(model.preset, model.layout, dtype=model.file_dtype,
@@ -95,19 +98,27 @@ def run(quick: bool, device: torch.device, dtype: torch.dtype, rounds: int) -> t
             ours = load_dit(path, device=device, compute_dtype=compute_dtype)
             native = load_native_wan(comfy, path, ours.config, compute_dtype, device)
             for case in model.cases:
-                case_rows = _time_case(comfy, model, case, ours, native, compute_dtype, device, rounds)
+                compiled = None
+                if case.compiled:  # a second copy (the file is memory-mapped: weights are shared pages)
+                    compiled = load_dit(path, device=device, compute_dtype=compute_dtype).compile_blocks()
+                case_rows, compile_row = _time_case(comfy, model, case, ours, native, compute_dtype, device,
+                                                    rounds, compiled)
                 rows += case_rows
                 if case.summary_key is not None:
                     summary[case.summary_key] = case_rows[-1].ratio  # the both-SDPA row comes last
+                if compile_row is not None:
+                    rows.append(compile_row)
+                    summary["compile_ratio"] = compile_row.ratio
+                del compiled
             del ours, native
             gc.collect()
-    # Compiled blocks over eager: stays n/a until the compiled-blocks row (issue 18) fills it in.
-    summary["compile_ratio"] = None
     return rows, summary
 
 
 def _time_case(comfy: ComfyWan, model: Model, case: Case, ours, native, dtype: torch.dtype,
-               device: torch.device, rounds: int) -> list[Row]:
+               device: torch.device, rounds: int, compiled=None) -> tuple[list[Row], Optional[Row]]:
+    """Rows of ours against native (each attention), and of our compiled blocks against our eager
+    ones when `compiled` (the same model with `compile_blocks()`) is given."""
     generator = torch.Generator().manual_seed(0)
     f, h, w = case.latent
     x = torch.randn(1, 16, f, h, w, generator=generator).to(device, dtype)  # [B, C, T, H, W]
@@ -119,12 +130,23 @@ def _time_case(comfy: ComfyWan, model: Model, case: Case, ours, native, dtype: t
         natives[SDPA] = native_call(native, comfy.sdpa_options())
     calls = {"ours": lambda: ours(x, t, context), **{name: (lambda call=call: call(x, t, context))
                                                      for name, call in natives.items()}}
+    if compiled is not None:
+        calls["compiled"] = lambda: compiled(x, t, context)
     with torch.inference_mode():
-        # The first call of each is the warm-up round; its outputs are compared.
-        outputs = {name: call().float() for name, call in calls.items()}
+        # The first call of each is the warm-up round (the compile, for compiled blocks); its
+        # outputs are compared.
+        outputs, first_call_s = {}, {}
+        for call_name, call in calls.items():
+            start = time.perf_counter()
+            outputs[call_name] = call().float()
+            first_call_s[call_name] = time.perf_counter() - start
+        eager = outputs.pop("ours")
         reference = outputs[SDPA if SDPA in outputs else picked]
-        difference = ((outputs.pop("ours") - reference).abs().max() / reference.abs().max()).item()
-        del outputs, reference
+        difference = ((eager - reference).abs().max() / reference.abs().max()).item()
+        compiled_difference = None
+        if compiled is not None:
+            compiled_difference = ((outputs.pop("compiled") - eager).abs().max() / eager.abs().max()).item()
+        del outputs, reference, eager
         timings = interleaved_timings(calls, device, rounds, warmup=0)
     stored = "fp8" if model.layout == "comfy_fp8_scaled" else _SHORT[model.file_dtype]
     name = f"{model.label} {stored}>{_SHORT[dtype]}, L={case.tokens}"  # file dtype > compute dtype
@@ -135,5 +157,13 @@ def _time_case(comfy: ComfyWan, model: Model, case: Case, ours, native, dtype: t
         rows.append(Row("native", f"{name}, {both}", timings["ours"].wall_s, timings[attention].wall_s,
                         f"vs ComfyUI WanModel ({attention} attention); CPU-time ratio {cpu_ratio:.3f}; "
                         f"max|ours-native|/max {difference:.1e}"))
-    return rows
+    compile_row = None
+    if compiled is not None:
+        compile_row = Row("native", f"{name}, compiled / eager (ours)", timings["compiled"].wall_s,
+                          timings["ours"].wall_s,
+                          f"compiled blocks over our eager ones; first call (compile) "
+                          f"{first_call_s['compiled']:.1f} s; CPU-time ratio "
+                          f"{timings['compiled'].cpu_s / timings['ours'].cpu_s:.3f}; "
+                          f"max|compiled-eager|/max {compiled_difference:.1e}")
+    return rows, compile_row
 

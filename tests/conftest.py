@@ -5,10 +5,12 @@ import os
 import sys
 
 # The repository root is the package itself, so `python -m pytest` run there puts its folders
-# (kernels/, core/, ...) on sys.path as top-level names. transformers >= 5.25 imports the hub
-# package `kernels`, which our kernels/ would shadow; the tests import Kinema as `kinema` only.
+# (kernels/, core/, bench/, ...) first on sys.path as top-level names. transformers >= 5.25 imports
+# the hub package `kernels`, which our kernels/ would shadow: the root goes last, where it still
+# serves `import bench` and loses to installed packages of the same name.
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _ROOT]
+_AT_ROOT = [p for p in sys.path if os.path.abspath(p or os.curdir) == _ROOT]
+sys.path[:] = [p for p in sys.path if p not in _AT_ROOT] + _AT_ROOT
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
