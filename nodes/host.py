@@ -11,6 +11,7 @@ import importlib
 import logging
 import os
 import sys
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -219,11 +220,157 @@ def torch_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def free_memory() -> None:
-    """Makes room before loading a big model: ComfyUI unloads the models it manages."""
+# Kinema's view of ComfyUI's VRAM modes (comfy.model_management.VRAMState and its command-line flags).
+VRAM_MODES = ("normal", "lowvram", "novram", "highvram")
+
+
+@dataclass(frozen=True)
+class DeviceMemory:
+    """What the compute device offers Kinema's models now."""
+
+    device: torch.device
+    mode: str  # one of VRAM_MODES
+    free_bytes: int  # ComfyUI's free-memory estimate (standalone: CUDA's free memory, or available RAM)
+    reserved_bytes: int  # kept free for the OS and other programs (--reserve-vram)
+
+
+def device_memory() -> DeviceMemory:
+    device = torch_device()
     if in_comfyui():
-        _comfy("comfy.model_management").unload_all_models()
+        mm = _comfy("comfy.model_management")
+        return DeviceMemory(device, _vram_mode(mm), int(mm.get_free_memory(device)), int(mm.extra_reserved_memory()))
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    else:
+        import psutil
+
+        free = psutil.virtual_memory().available
+    return DeviceMemory(device, "normal", int(free), 0)
+
+
+def _vram_mode(mm) -> str:
+    # The flags count even under --cpu (ComfyUI then reports DISABLED): they ask for streaming.
+    args = _comfy("comfy.cli_args").args
+    state = getattr(mm.vram_state, "name", "")
+    if getattr(args, "novram", False) or state == "NO_VRAM":
+        return "novram"
+    if getattr(args, "lowvram", False) or state == "LOW_VRAM":
+        return "lowvram"
+    if state == "HIGH_VRAM":
+        return "highvram"
+    return "normal"
+
+
+def make_room(nbytes: int) -> None:
+    """Asks for `nbytes` free on the compute device before loading a model there: ComfyUI's manager
+    unloads only as many of its models (native or Kinema's) as that takes, least recently used first."""
+    if in_comfyui():
+        mm = _comfy("comfy.model_management")
+        mm.free_memory(nbytes + mm.extra_reserved_memory(), torch_device())
     empty_cache()
+
+
+def manage(residency, name: str):
+    """A handle for one of Kinema's models (a residency of nodes/memory.py): inside ComfyUI a ModelPatcher
+    that its model manager loads, lists, evicts and frees like a native model; standalone the residency."""
+    if not in_comfyui():
+        return residency
+    return kinema_patcher_class()(residency.module, residency.device, torch.device("cpu"), residency=residency,
+                                  name=name)
+
+
+def load(handle) -> None:
+    """Brings a model onto the device before it runs; inside ComfyUI through its manager, which first makes
+    room (unloading other models as needed) and then lists the model as loaded."""
+    residency = getattr(handle, "residency", handle)
+    if handle is residency:
+        residency.load()
+        return
+    mm = _comfy("comfy.model_management")
+    if residency.is_loaded() and any(m.model is handle for m in mm.current_loaded_models):
+        return  # the usual case within a sampling run: nothing to ask
+    mm.load_models_gpu([handle])
+
+
+def leave_device(handle) -> None:
+    """After a text encode or a VAE pass: the model goes home, so sampling gets the memory back."""
+    residency = getattr(handle, "residency", handle)
+    if residency.device.type != "cpu":
+        residency.unload()
+        empty_cache()
+
+
+def kinema_models() -> list[dict]:
+    """Kinema's models the manager knows now or knew (alive), for diagnostics: name, bytes on the device,
+    whether the manager lists them as loaded."""
+    if not in_comfyui():
+        return []
+    mm = _comfy("comfy.model_management")
+    listed = {id(m.model) for m in mm.current_loaded_models}
+    return [{"name": p.kinema_name, "class": type(p.model).__name__, "listed": id(p) in listed,
+             "loaded_bytes": int(p.loaded_size()), "size_bytes": int(p.model_size()),
+             "device": str(p.residency.device)} for p in list(_PATCHERS)]
+
+
+_PATCHER_CLASS = None
+_PATCHERS: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def kinema_patcher_class():
+    """comfy.model_patcher.ModelPatcher for a Kinema model, made once ComfyUI is importable.
+
+    The model manager calls partially_load / partially_unload / detach and reads model_size / loaded_size;
+    here they move the model through its residency (whole, or a streamed DiT's kept blocks) instead of
+    ModelPatcher's per-layer moves, and the sizes are live. The rest of ModelPatcher (options, patches,
+    clone) is inherited, so a native MODEL around a Kinema DiT can build on the same class.
+    """
+    global _PATCHER_CLASS
+    if _PATCHER_CLASS is None:
+        _PATCHER_CLASS = _make_patcher_class(_comfy("comfy.model_patcher").ModelPatcher)
+    return _PATCHER_CLASS
+
+
+def _make_patcher_class(base):
+    class KinemaModelPatcher(base):
+        def __init__(self, model, load_device, offload_device, size=0, weight_inplace_update=False, *,
+                     residency=None, name: str = ""):
+            self.residency, self.kinema_name = residency, name  # before ModelPatcher's __init__ reads the size
+            super().__init__(model, load_device, offload_device, size=size, weight_inplace_update=weight_inplace_update)
+            _PATCHERS.add(self)
+
+        def model_size(self):
+            return self.residency.size() if self.residency is not None else super().model_size()
+
+        def loaded_size(self):
+            return self.residency.loaded()
+
+        def current_loaded_device(self):
+            return self.load_device if self.residency.is_loaded() else self.offload_device
+
+        def partially_load(self, device_to, extra_memory=0, force_patch_weights=False):
+            before = self.residency.loaded()
+            self.residency.load()
+            return self.residency.loaded() - before
+
+        def partially_unload(self, device_to, memory_to_free=0):
+            before = self.residency.loaded()
+            self.residency.unload()
+            return before - self.residency.loaded()
+
+        def detach(self, unpatch_all=True):
+            if unpatch_all:  # False when the patcher is only being dropped (ModelPatcher.__del__)
+                self.residency.unload()
+            return self.model
+
+        def clone(self):
+            clone = super().clone()  # built by ModelPatcher as self.__class__(model, devices, size, ...)
+            clone.residency, clone.kinema_name = self.residency, self.kinema_name
+            return clone
+
+        def __deepcopy__(self, memo):
+            return None  # a copy of the model (LoRAs) gets its own patcher on first use
+
+    return KinemaModelPatcher
 
 
 def empty_cache() -> None:

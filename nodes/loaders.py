@@ -1,6 +1,9 @@
 """Loader nodes: the DiT, the umT5 text encoder and the video VAE from ComfyUI's model folders."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 
 from . import host
@@ -51,27 +54,30 @@ class KinemaDiTLoader:
                     "compiles (tens of seconds), later steps run the compiled code. Needs a C++ compiler on CPU "
                     "or Triton on GPU."}),
                 "blocks_on_device": ("INT", {"default": -1, "min": -1, "max": 1000, "tooltip":
-                    "-1: the whole model on the GPU. N >= 0: keep N transformer blocks on the GPU and stream the "
-                    "others from pinned RAM as they run (the next one copies while the current one computes), "
-                    "for cards too small for the model; 0 uses the least VRAM."}),
+                    "-1: automatic: ComfyUI's free VRAM (less --reserve-vram) decides how many transformer blocks "
+                    "stay on the GPU; the others stream from pinned RAM as they run (the next one copies while the "
+                    "current one computes). --novram streams every block, --highvram keeps all. N >= 0: keep N "
+                    "blocks on the GPU; 0 uses the least VRAM."}),
             },
         }
 
     def load(self, model_name: str, weight_dtype: str, attention: str, compile: bool = False,
              blocks_on_device: int = -1):
-        from ..core.dit import BlockStreaming, load_dit
+        from ..core.dit import load_dit
         from ..core.dit.streaming import load_streamed_dit
+        from .memory import dit_streaming, manage_dit
 
-        host.free_memory()
         path = host.model_path("diffusion_models", model_name)
+        host.make_room(_file_bytes(path))  # ComfyUI unloads only what must go for this model
+        streaming = dit_streaming(host.device_memory(), blocks_on_device)
         options = dict(dtype=DIT_WEIGHT_DTYPES[weight_dtype], device=host.torch_device(), attention=attention)
-        if blocks_on_device >= 0:
-            model = load_streamed_dit(path, BlockStreaming(blocks_on_device=blocks_on_device), **options)
+        if streaming is not None:
+            model = load_streamed_dit(path, streaming, **options)
         else:
             model = load_dit(path, **options)
         if compile:
             model.compile_blocks()
-        return (DiTModel(model, model_name),)
+        return (DiTModel(manage_dit(model, model_name), model_name),)
 
 
 class KinemaTextEncoderLoader:
@@ -95,13 +101,16 @@ class KinemaTextEncoderLoader:
 
     def load(self, text_encoder_name: str, dtype: str):
         from ..core.text import load_text_encoder
+        from .memory import manage_text_encoder
 
         path = host.model_path("text_encoders", text_encoder_name)
         compute_dtype = DTYPES[dtype]
 
         def load():
-            host.free_memory()
-            return load_text_encoder(path, dtype=compute_dtype, device=host.torch_device())
+            # Read on the CPU (weights stay memory-mapped); it visits the device for each encode only.
+            device = host.torch_device()
+            encoder = load_text_encoder(path, device="cpu", dtype=compute_dtype or _default_compute_dtype(device))
+            return manage_text_encoder(encoder, text_encoder_name, device)
 
         # Loaded now so that a wrong file fails here, at its own node, not later at the encode.
         return (TextEncoderModel(ModelSlot(load, load()), text_encoder_name, path, compute_dtype),)
@@ -128,10 +137,24 @@ class KinemaVAELoader:
 
     def load(self, vae_name: str, dtype: str):
         from ..core.vae import load_vae
+        from .memory import manage_vae
 
         path = host.model_path("vae", vae_name)
-        model = load_vae(path, dtype=DTYPES[dtype], device=host.torch_device())
-        return (VAEModel(model, vae_name),)
+        # Read on the CPU; it visits the device for each encode or decode only.
+        model = load_vae(path, dtype=DTYPES[dtype], device="cpu")
+        return (VAEModel(manage_vae(model, vae_name, host.torch_device()), vae_name),)
+
+
+def _default_compute_dtype(device: torch.device) -> torch.dtype:
+    """The text encoder's compute dtype for 'default' on `device` (as core.text.load_text_encoder picks it)."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def _file_bytes(path: str) -> int:
+    """Bytes of a checkpoint (a file, or a diffusers folder of shards): what loading it asks of the device."""
+    if os.path.isdir(path):
+        return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+    return os.path.getsize(path)
 
 
 NODE_CLASS_MAPPINGS = {

@@ -70,7 +70,7 @@ class Interrupted(Exception):
 @pytest.fixture
 def fake_comfyui(tmp_path, monkeypatch):
     """Stand-ins with the signatures of ComfyUI's folder_paths / comfy.utils / comfy.model_management."""
-    state = {"updates": [], "interrupt_after": None, "unloaded": 0}
+    state = {"updates": [], "interrupt_after": None, "unloaded": 0, "freed": []}
     folder_paths = types.ModuleType("folder_paths")
     folder_paths.get_filename_list = lambda folder: ["tiny.safetensors"]
     folder_paths.get_full_path = lambda folder, name: str(tmp_path / folder / name) if name == "tiny.safetensors" else None
@@ -98,10 +98,19 @@ def fake_comfyui(tmp_path, monkeypatch):
     management.throw_exception_if_processing_interrupted = throw_exception_if_processing_interrupted
     management.get_torch_device = lambda: torch.device("cpu")
     management.unload_all_models = lambda: state.__setitem__("unloaded", state["unloaded"] + 1)
+    management.free_memory = lambda memory_required, device, keep_loaded=[]: state["freed"].append(
+        (memory_required, device))
+    management.get_free_memory = lambda device=None, torch_free_too=False: 5 * 2**30
+    management.extra_reserved_memory = lambda: 2**30
+    management.vram_state = types.SimpleNamespace(name="DISABLED")  # what --cpu gives
     management.soft_empty_cache = lambda: None
+    cli_args = types.ModuleType("comfy.cli_args")
+    cli_args.args = types.SimpleNamespace(lowvram=False, novram=False)
+    state["args"] = cli_args.args
     formats = types.ModuleType("comfy.latent_formats")  # no Wan formats: progress without previews
     for name, module in {"folder_paths": folder_paths, "comfy": comfy, "comfy.utils": utils,
-                         "comfy.model_management": management, "comfy.latent_formats": formats}.items():
+                         "comfy.model_management": management, "comfy.latent_formats": formats,
+                         "comfy.cli_args": cli_args}.items():
         monkeypatch.setitem(sys.modules, name, module)
     return state
 
@@ -112,8 +121,21 @@ def test_inside_comfyui_folders_come_from_folder_paths(fake_comfyui, tmp_path):
     with pytest.raises(FileNotFoundError, match="put it in one of them"):
         host.model_path("diffusion_models", "other.safetensors")
     assert host.new_output_file("v", "mp4").path == tmp_path / "comfy_output" / "v_00001_.mp4"
-    host.free_memory()
-    assert fake_comfyui["unloaded"] == 1
+
+
+def test_inside_comfyui_room_is_asked_for_not_every_model_unloaded(fake_comfyui):
+    """Loading asks the manager for the bytes needed plus --reserve-vram; it never unloads every model."""
+    host.make_room(3 * 2**30)
+    assert fake_comfyui["freed"] == [(4 * 2**30, torch.device("cpu"))] and fake_comfyui["unloaded"] == 0
+
+
+@pytest.mark.parametrize("flags, mode", [({}, "normal"), ({"lowvram": True}, "lowvram"),
+                                         ({"novram": True}, "novram")])
+def test_inside_comfyui_device_memory_is_comfyuis_estimate_and_vram_flags(fake_comfyui, flags, mode):
+    for name, value in flags.items():
+        setattr(fake_comfyui["args"], name, value)
+    memory = host.device_memory()
+    assert memory == host.DeviceMemory(torch.device("cpu"), mode, 5 * 2**30, 2**30)
 
 
 def test_inside_comfyui_a_folder_it_lacks_is_added_under_its_models_dir(fake_comfyui, tmp_path):
