@@ -69,6 +69,11 @@ class KinemaPoseExtract:
                     "OpenPose JSON only: width of the pictures it was made from (JSON does not say)."}),
                 "json_height": ("INT", {"default": 0, "min": 0, "max": 16384, "tooltip":
                     "OpenPose JSON only: height of those pictures."}),
+                "person": ("STRING", {"default": "auto", "tooltip":
+                    "Who to follow when several people are in view: 'auto' = the main person (largest and most "
+                    "central over the clip, tracked frame to frame, found again after leaving), or a number: 0 = "
+                    "the most prominent person, 1 = the next, ... (MediaPipe finds one person per frame; DWPose "
+                    "POSE_KEYPOINT and OpenPose JSON can hold several)."}),
                 "save_openpose_json": ("BOOLEAN", {"default": False, "tooltip":
                     f"Also save the pose (after cleaning) as OpenPose JSON in the output folder "
                     f"({OPENPOSE_JSON_PREFIX}_00001_.json, ...; never overwrites): one file with a dict per frame "
@@ -80,7 +85,7 @@ class KinemaPoseExtract:
 
     def extract(self, frame_step: int, detect_long_side: int, smooth: bool, max_gap: int, images=None,
                 video_path: str = "", pose_keypoint=None, json_width: int = 0, json_height: int = 0,
-                save_openpose_json: bool = False, unique_id=None):
+                save_openpose_json: bool = False, person: str = "auto", unique_id=None):
         from ..core.pose.smoothing import CleanSettings, clean
 
         given = [name for name, value in (("images", images), ("video_path", (video_path or "").strip()),
@@ -88,9 +93,9 @@ class KinemaPoseExtract:
         if len(given) != 1:
             raise ValueError(f"KinemaPoseExtract needs exactly one source (images, video_path or pose_keypoint), "
                              f"got {', '.join(given) or 'none'}; connect one and leave the others empty")
-        pose = self._read(given[0], images, (video_path or "").strip(), pose_keypoint, frame_step, detect_long_side,
-                          json_width, json_height)
-        info = _describe(pose)
+        pose, chosen = self._read(given[0], images, (video_path or "").strip(), pose_keypoint, frame_step,
+                                  detect_long_side, json_width, json_height, person)
+        info = _describe(pose) + (f"; {chosen}" if chosen else "")
         pose = clean(pose, CleanSettings(max_gap=max_gap, smooth=smooth))
         if save_openpose_json:
             info += f"; saved as {_save_openpose_json(pose)}"
@@ -98,21 +103,27 @@ class KinemaPoseExtract:
         return (pose, info)
 
     @staticmethod
-    def _read(source, images, video_path, pose_keypoint, frame_step, detect_long_side, json_width, json_height):
+    def _read(source, images, video_path, pose_keypoint, frame_step, detect_long_side, json_width, json_height,
+              person):
+        """The pose of the chosen person and a sentence about the choice ("" with one person in view)."""
         from ..core.pose.extract_mediapipe import ExtractSettings, extract_images, extract_video
-        from ..core.pose.formats import from_openpose_json, from_pose_keypoint
+        from ..core.pose.formats import read_openpose_json, read_pose_keypoint
+        from ..core.pose.people import describe_choice, follow
 
         settings = ExtractSettings(frame_step=frame_step, detect_long_side=detect_long_side)
         if source == "pose_keypoint":
-            return from_pose_keypoint(pose_keypoint)
-        if source == "images":
+            pose, choice = read_pose_keypoint(pose_keypoint, person=person)
+        elif source == "images":
             with host.progress("Pose extraction", images.shape[0]) as progress:
-                return extract_images(_to_uint8(images), settings=settings, progress=progress)
-        path = host.input_path(video_path)
-        if path.lower().endswith(".json") or os.path.isdir(path):
-            return from_openpose_json(path, json_width or None, json_height or None)
-        with host.progress("Pose extraction", 0) as progress:
-            return extract_video(path, settings=settings, progress=progress)
+                pose, choice = follow(extract_images(_to_uint8(images), settings=settings, progress=progress), person)
+        else:
+            path = host.input_path(video_path)
+            if path.lower().endswith(".json") or os.path.isdir(path):
+                pose, choice = read_openpose_json(path, json_width or None, json_height or None, person=person)
+            else:
+                with host.progress("Pose extraction", 0) as progress:
+                    pose, choice = follow(extract_video(path, settings=settings, progress=progress), person)
+        return pose, describe_choice(choice, pose.frame_count)
 
 
 def _save_openpose_json(pose) -> str:
@@ -136,12 +147,15 @@ def _describe(pose) -> str:
 
 class KinemaPoseRetarget:
     DESCRIPTION = ("Moves the reference photo's person like the driving pose: every bone keeps the driving direction "
-                   "and takes the photo's length; placed on the photo (neck, or feet for full-body shots) from the "
-                   "first frame. Check the result with KinemaPoseRender over the photo.")
+                   "and takes the photo's length, whatever the camera's zoom. What is visible is pinned on the photo's "
+                   "own joints (neck, face, shoulders; the feet for full-body shots); points not seen are not drawn. "
+                   "Says what it did; check the result with KinemaPoseRender over the photo.")
     CATEGORY = CATEGORY
-    RETURN_TYPES = (POSE,)
-    RETURN_NAMES = ("pose",)
-    OUTPUT_TOOLTIPS = ("The retargeted pose, on the reference photo's canvas.",)
+    RETURN_TYPES = (POSE, "STRING")
+    RETURN_NAMES = ("pose", "info")
+    OUTPUT_TOOLTIPS = ("The retargeted pose, on the reference photo's canvas.",
+                       "What was done, e.g. 'upper body only; anchored on neck (96%), face (4%); hands missing in "
+                       "60% of frames'.")
     FUNCTION = "retarget"
 
     @classmethod
@@ -156,14 +170,26 @@ class KinemaPoseRetarget:
                     "Left and right limbs get the same length (the longer of the photo's two)."}),
                 "reference_joints_only": ("BOOLEAN", {"default": True, "tooltip":
                     "Leave out joints the photo does not show (e.g. legs of a half-body photo)."}),
-            }
+            },
+            "optional": {
+                "motion": (["sway", "follow"], {"default": "sway", "tooltip":
+                    "sway: the character stays on the photo and keeps the driving person's quick movements (camera "
+                    "pans, zooms and slow drift are dropped; right for most footage). follow: it also travels along "
+                    "the driving person's whole path from the first frame (a fixed camera)."}),
+            },
+            "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
-    def retarget(self, driving_pose, reference_pose, anchor: str, symmetric: bool, reference_joints_only: bool):
-        from ..core.pose.retarget import RetargetSettings, retarget
+    def retarget(self, driving_pose, reference_pose, anchor: str, symmetric: bool, reference_joints_only: bool,
+                 motion: str = "sway", unique_id=None):
+        from ..core.pose.retarget import RetargetSettings, describe, retarget_with_report
 
-        settings = RetargetSettings(anchor=anchor, symmetric=symmetric, reference_joints_only=reference_joints_only)
-        return (retarget(driving_pose, reference_pose, settings),)
+        settings = RetargetSettings(anchor=anchor, symmetric=symmetric, reference_joints_only=reference_joints_only,
+                                    motion=motion)
+        moved, report = retarget_with_report(driving_pose, reference_pose, settings)
+        info = describe(driving_pose, moved, report, settings.threshold)
+        host.show_text(unique_id, info)
+        return (moved, info)
 
 
 class KinemaPoseRender:

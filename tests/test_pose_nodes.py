@@ -40,8 +40,11 @@ def test_extract_retarget_render_from_pose_keypoint():
     driving, info = extract.extract(1, 960, True, 5, pose_keypoint=_keypoints(6, 1.0))
     reference, _ = extract.extract(1, 960, False, 5, pose_keypoint=_keypoints(1, 1.2))
     assert isinstance(driving, PoseSequence) and driving.frame_count == 6 and "6 frames" in info
-    (moved,) = KinemaPoseRetarget().retarget(driving, reference, "auto", True, True)
+    moved, info = KinemaPoseRetarget().retarget(driving, reference, "auto", True, True)
     assert moved.retargeted and (moved.width, moved.height) == (W, H)
+    # The test person has no legs and no hands: the node says so.
+    assert info.startswith("upper body only; anchored on neck (100%)"), info
+    assert "hands missing in 100% of frames" in info and "face drawn in 100% of frames" in info, info
     render = KinemaPoseRender()
     images, keypoints = render.render(moved, "wan_animate", 0, 0, True, True, True)
     assert images.shape == (6, H, W, 3) and images.dtype == torch.float32 and 0 < images.max() <= 1
@@ -52,6 +55,21 @@ def test_extract_retarget_render_from_pose_keypoint():
     frames = torch.rand(6, H, W, 3)
     crops, _ = render.render(driving, "face_crops", 0, 0, True, True, True, background=frames)
     assert crops.shape == (6, 512, 512, 3)
+
+
+def test_extract_follows_the_main_person_or_the_one_asked_for():
+    main, small = _keypoints(6, 1.0), _keypoints(6, 0.4)  # the small copy sits in the top-left corner
+    both = [{**frame, "people": extra["people"] + frame["people"]} for frame, extra in zip(main, small)]
+    extract = KinemaPoseExtract()
+    chosen, info = extract.extract(1, 960, False, 5, pose_keypoint=both)
+    alone, _ = extract.extract(1, 960, False, 5, pose_keypoint=main)
+    np.testing.assert_allclose(chosen.body, alone.body)
+    assert "2 people tracked, following the main person" in info, info
+    other, info = extract.extract(1, 960, False, 5, pose_keypoint=both, person="1")
+    np.testing.assert_allclose(other.body, extract.extract(1, 960, False, 5, pose_keypoint=small)[0].body)
+    assert "following person 1" in info
+    with pytest.raises(ValueError, match="only 2 people"):
+        extract.extract(1, 960, False, 5, pose_keypoint=both, person="5")
 
 
 def test_extract_saves_the_pose_as_openpose_json_in_the_output_folder(tmp_path):

@@ -172,3 +172,12 @@ def describe_choice(choice: Choice, frames: int) -> str:
     which = "the main person" if choice.chosen_rank == 0 else f"person {choice.chosen_rank}"
     return (f"{choice.people_seen} people tracked, following {which} (in {choice.frames_with_person} of {frames} "
             f"frames; others in view in {choice.frames_with_others})")
+
+
+def follow(pose: PoseSequence, person=AUTO) -> tuple[PoseSequence, Choice]:
+    """A one-detection-per-frame pose (MediaPipe) with detections of anyone but the chosen person removed:
+    a detector that jumps to someone else for a few frames does not move the driver there."""
+    frames = [[Person(pose.body[t], pose.hands[t], pose.face[t])] for t in range(pose.frame_count)]
+    picked, choice = choose_person(frames, pose.width, pose.height, pose.fps, person)
+    chosen = sequence_of(picked, pose.width, pose.height)
+    return pose.replace(body=chosen.body, hands=chosen.hands, face=chosen.face), choice
