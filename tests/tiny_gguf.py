@@ -97,3 +97,39 @@ def _writer_without_arch():
     for kv in writer.kv_data:
         kv.pop(gguf.Keys.General.ARCHITECTURE, None)
     return writer
+
+
+def write_random_wan_gguf(path: Path, config, weight_type: str = "Q4_K", seed: int = 0) -> Path:
+    """A Wan T2V DiT of `config`'s real shapes in ComfyUI-GGUF's layout, written one tensor at a time
+    (memory stays at one tensor): Linear weights random `weight_type` blocks, the rest small F32 values."""
+    from kinema.core.dit.model import WanDiT
+    from kinema.core.layers import Linear
+
+    with torch.device("meta"):
+        model = WanDiT(config)
+    linear_weights = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, Linear)}
+    rng = np.random.default_rng(seed)
+    block_size, type_size = gguf.GGML_QUANT_SIZES[Q[weight_type]]
+    plan = []  # (name, byte shape, numpy dtype, type)
+    for key, tensor in model.state_dict().items():
+        shape = tuple(tensor.shape)
+        if key in linear_weights:
+            plan.append((key, (shape[0], shape[1] // block_size * type_size), np.uint8, Q[weight_type]))
+        else:
+            plan.append((key, shape, np.float32, Q.F32))
+    writer = gguf.GGUFWriter(path=None, arch="wan")
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    for key, shape, dtype, qtype in plan:
+        writer.add_tensor_info(key, shape, np.dtype(dtype), int(np.prod(shape)) * np.dtype(dtype).itemsize,
+                               raw_dtype=qtype)
+    writer.write_header_to_file(path=str(path))
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for key, shape, dtype, qtype in plan:
+        if qtype == Q.F32:
+            data = (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float32)
+        else:
+            data = random_blocks(weight_type, shape[0] * shape[1] // type_size, rng, scale=1e-4).reshape(shape)
+        writer.write_tensor_data(data)
+    writer.close()
+    return path
