@@ -19,6 +19,7 @@ STAGES = (
     "latent",
     "sampler",
     "decode",
+    "encode",
     "save_video",
     "pose",
     "interpolate",

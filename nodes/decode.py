@@ -6,6 +6,7 @@ from typing import Optional
 
 from . import host
 from .interpolate import RETIME, RetimeSettings
+from .latent_space import raw_to_vae
 from .types import VAE, VAEModel
 
 FILENAME_PREFIX = "kinema/video"
@@ -48,13 +49,15 @@ class KinemaVAEDecode:
         return {
             "required": {
                 "vae": (VAE, {"tooltip": "The VAE matching the model that made the latent."}),
-                "samples": ("LATENT", {"tooltip": "Latent video [B, C, T, H, W] from KinemaSampler."}),
+                "samples": ("LATENT", {"tooltip": "Latent video [B, C, T, H, W] from KinemaSampler, or any Wan "
+                                                  "LATENT (raw VAE latents, e.g. from native VAEEncode)."}),
             }
         }
 
     def decode(self, vae: VAEModel, samples: dict):
         with host.progress("VAE decode", _latent_frames(samples)) as progress:
-            images = _decode_images(vae, samples["samples"], samples, progress)  # [N, H, W, 3]
+            latents = raw_to_vae(vae.model, samples["samples"], "KinemaVAEDecode")  # [B, C, T, H, W]
+            images = _decode_images(vae, latents, samples, progress)  # [N, H, W, 3]
         host.empty_cache()
         return (images,)
 
@@ -75,7 +78,8 @@ class KinemaDecodeToVideo:
         return {
             "required": {
                 "vae": (VAE, {"tooltip": "The VAE matching the model that made the latent."}),
-                "samples": ("LATENT", {"tooltip": "Latent video [1, C, T, H, W] from KinemaSampler."}),
+                "samples": ("LATENT", {"tooltip": "Latent video [1, C, T, H, W] from KinemaSampler, or any Wan "
+                                                  "LATENT."}),
                 "fps": ("INT", {"default": 16, "min": 1, "max": 120, "tooltip":
                     "Frame rate of the file (Wan 2.1: 16, Wan 2.2 TI2V-5B: 24)."}),
                 "filename_prefix": ("STRING", {"default": FILENAME_PREFIX, "tooltip":
@@ -94,7 +98,7 @@ class KinemaDecodeToVideo:
 
     def decode(self, vae: VAEModel, samples: dict, fps: int, filename_prefix: str,
                retime: Optional[RetimeSettings] = None, crop_width: int = 0, crop_height: int = 0):
-        latents = samples["samples"]  # [B, C, T, H, W]
+        latents = raw_to_vae(vae.model, samples["samples"], "KinemaDecodeToVideo")  # [B, C, T, H, W]
         if latents.shape[0] != 1:
             raise ValueError(f"KinemaDecodeToVideo writes one video per file but got a batch of {latents.shape[0]} "
                              "latents; decode them one at a time (or use KinemaVAEDecode + KinemaSaveVideo).")

@@ -11,9 +11,10 @@ from . import host
 from ..core.sampling.branch import BranchConditioning, check_branch
 from ..core.sampling.settings import SOLVERS
 from .conditioning_pose import BRANCH_CONDITIONING
+from .latent_space import model_to_raw, raw_to_model
 from .longvideo import LONG_VIDEO, LongVideo
 from .step_cache import STEP_CACHE
-from .types import CONDITIONING, DIT, IMAGE_FEATURES_INPUT, VAE, Conditioning, DiTModel, VAEModel
+from .types import CLIP_VISION_OUTPUT, CONDITIONING, DIT, VAE, Conditioning, DiTModel, VAEModel
 MAX_SEED = 2**64 - 1
 
 
@@ -23,7 +24,8 @@ class KinemaSampler:
     CATEGORY = "Kinema/sampling"
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("samples",)
-    OUTPUT_TOOLTIPS = ("Sampled latent video [B, C, T, H, W] for the decode nodes.",)
+    OUTPUT_TOOLTIPS = ("Sampled latent video [B, C, T, H, W], raw VAE latents as in native ComfyUI: Kinema's or "
+                       "native VAEDecode read it.",)
     FUNCTION = "sample"
 
     @classmethod
@@ -34,7 +36,8 @@ class KinemaSampler:
                 "conditioning": (CONDITIONING, {"tooltip": "From KinemaTextEncode."}),
                 "latent": ("LATENT", {"tooltip":
                     "Sets the video size: an empty latent from KinemaEmptyLatent, or a latent video to refine "
-                    "(with denoise < 1)."}),
+                    "(with denoise < 1) from KinemaVAEEncode or native VAEEncode (raw VAE latents, as native "
+                    "ComfyUI)."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True,
                                  "tooltip": "Noise seed; the noise is drawn on the CPU, so a seed gives the same "
                                             "video on every machine."}),
@@ -74,7 +77,7 @@ class KinemaSampler:
                     "denoise it means the same amount of noise under any shift; 0.3-0.6 refines."}),
                 "end_image": ("IMAGE", {"tooltip":
                     "Last frame (Wan2.1 FLF2V, also Wan2.1 I2V-14B and Wan2.2 I2V-A14B); needs start_image and vae."}),
-                "image_features": (IMAGE_FEATURES_INPUT, {"tooltip":
+                "image_features": (CLIP_VISION_OUTPUT, {"tooltip":
                     "CLIP features of start_image (FLF2V: of start and end image) from KinemaCLIPVisionEncode or "
                     "native CLIPVisionEncode; Wan2.1 I2V-14B and FLF2V need them, other models take none."}),
             },
@@ -106,7 +109,8 @@ class KinemaSampler:
             check_branch(branch, shape, settings.partial, start_image is not None)  # before encoding a start image
             request = SamplingRequest(
                 dit=dit.model, positive=positive, negative=[conditioning.negative] * batch, settings=settings,
-                shape=None if settings.partial else shape, latents=samples if settings.partial else None,
+                shape=None if settings.partial else shape,
+                latents=raw_to_model(samples, "KinemaSampler") if settings.partial else None,
                 dit_low_noise=dit_low_noise.model if dit_low_noise is not None else None,
                 image=_start_image(dit, vae, start_image, shape, long, end_image, image_features),
                 branch=branch, long_video=long, step_cache=step_cache, device=host.torch_device(),
@@ -118,7 +122,8 @@ class KinemaSampler:
                 with host.progress("Kinema sampling", steps) as progress:
                     result = run_sampling(request, progress)
         host.empty_cache()
-        return ({"samples": result.cpu(), **chain},)
+        # LATENT holds raw VAE latents, as native ComfyUI (the chain's clips stay in the DiT's space)
+        return ({"samples": model_to_raw(result.cpu(), "KinemaSampler"), **chain},)
 
 
 def _animate_clips(request, drive, long_video: LongVideo, steps: int):

@@ -6,6 +6,7 @@ from typing import Any, Optional
 
 from ..core.upscale import SCALES as SCALE_FACTORS
 from . import host
+from .latent_space import model_to_raw, raw_to_model, raw_to_vae, vae_to_raw
 from .types import VAE, VAEModel
 
 UPSCALE_MODEL = "KINEMA_LATENT_UPSCALE_MODEL"
@@ -72,15 +73,17 @@ class KinemaLatentUpscale:
                 upscale_model: Optional[UpscaleModel] = None):
         from ..core.upscale import interpolate_latents, vae_upscale
 
-        latents, factor = samples["samples"], float(scale)  # [B, C, T, H, W]
-        if method == "latent":
-            result = interpolate_latents(latents, factor)
+        raw, factor = samples["samples"], float(scale)  # [B, C, T, H, W], raw VAE latents
+        if method == "latent":  # resizing is linear per channel: the same on raw or normalised latents
+            result = interpolate_latents(raw, factor)
         elif method == "vae":
             if vae is None:
                 raise ValueError("KinemaLatentUpscale: the vae method needs the VAE; connect KinemaVAELoader to 'vae' "
                                  "or choose the latent method.")
+            latents = raw_to_vae(vae.model, raw, "KinemaLatentUpscale")
             with host.progress("latent upscale (VAE)", latents.shape[2]) as progress:
-                result = vae_upscale(vae.model, latents, factor, progress=progress)
+                result = vae_to_raw(vae.model, vae_upscale(vae.model, latents, factor, progress=progress),
+                                    "KinemaLatentUpscale")
         elif method == "model":
             if upscale_model is None:
                 raise ValueError("KinemaLatentUpscale: the model method needs an upsampler; connect "
@@ -88,7 +91,8 @@ class KinemaLatentUpscale:
             if upscale_model.model.config.scale != factor:
                 raise ValueError(f"KinemaLatentUpscale: {upscale_model.name} upscales x{upscale_model.model.config.scale}"
                                  f", not x{factor}; set scale to {upscale_model.model.config.scale} or load another.")
-            result = upscale_model.model.upscale_video(latents)
+            latents = raw_to_model(raw, "KinemaLatentUpscale")  # upsamplers learn on normalised latents
+            result = model_to_raw(upscale_model.model.upscale_video(latents), "KinemaLatentUpscale")
         else:
             raise ValueError(f"KinemaLatentUpscale: unknown method {method!r}; choose one of {', '.join(METHODS)}.")
         host.empty_cache()

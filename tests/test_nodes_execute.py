@@ -9,11 +9,13 @@ from kinema.core.text import load_text_encoder
 from kinema.core.video import read_video
 from kinema.nodes import host
 from kinema.nodes.decode import KinemaDecodeToVideo, KinemaVAEDecode
+from kinema.nodes.encode import KinemaVAEEncode
 from kinema.nodes.latent import KinemaEmptyLatent
 from kinema.nodes.loaders import KinemaDiTLoader, KinemaTextEncoderLoader, KinemaVAELoader
 from kinema.nodes.sampler import KinemaSampler
 from kinema.nodes.save_video import KinemaSaveVideo
 from kinema.nodes.text_encode import KinemaTextEncode
+from raw_latents import to_normalised, to_raw
 from tiny_model_folders import TEXT_ENCODER, model_root  # noqa: F401  (fixture)
 
 T2V, TI2V, I2V = "wan2.1_t2v_1.3B_fp16.safetensors", "wan2.2_ti2v_5B_fp16.safetensors", "tiny_wan2.2_i2v.safetensors"
@@ -89,7 +91,7 @@ def test_sampler_is_core_sample_with_the_node_settings(models):
     out = KinemaSampler().sample(dit, cond, latent, **SAMPLER)[0]["samples"]
     settings = SamplerSettings(steps=2, cfg=4.0, shift=5.0, solver="euler", seed=3)
     expected = sample(dit.model, [cond.positive], [cond.negative], settings=settings, shape=(1, 16, 2, 4, 8))
-    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(out, to_raw(expected))
 
 
 def test_sampler_two_experts(models):
@@ -101,7 +103,7 @@ def test_sampler_two_experts(models):
     settings = SamplerSettings(steps=4, cfg=4.0, shift=5.0, solver="euler", seed=3, boundary=0.9, cfg_low_noise=2.0)
     expected = sample(high.model, [cond.positive], [cond.negative], settings=settings, shape=(1, 16, 2, 4, 8),
                       dit_low_noise=low.model)
-    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(out, to_raw(expected))
     alone = KinemaSampler().sample(high, cond, latent, **options)[0]["samples"]
     assert not torch.allclose(out, alone), "the low-noise expert did not run"
 
@@ -119,9 +121,9 @@ def test_sampler_ti2v_start_image_is_the_first_latent_frame(models):
     latent = _empty(vae, 64, 32, 5)
     image = torch.rand(1, 32, 64, 3)  # already the latent's pixel size: no resize
     out = KinemaSampler().sample(dit, models["conditioning"], latent, **SAMPLER, start_image=image, vae=vae)[0]
-    encoded = vae.model.encode(image.permute(0, 3, 1, 2)[:, :, None] * 2 - 1)  # [1, 48, 1, 2, 4]
+    encoded = vae.model.encode(image.permute(0, 3, 1, 2)[:, :, None] * 2 - 1)  # [1, 48, 1, 2, 4], normalised
     assert out["samples"].shape == (1, 48, 2, 2, 4)
-    torch.testing.assert_close(out["samples"][:, :, :1], encoded, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out["samples"][:, :, :1], to_raw(encoded), atol=1e-5, rtol=0)  # LATENT is raw
     assert not torch.allclose(out["samples"][:, :, 1:], torch.zeros(1, 48, 1, 2, 4))
 
 
@@ -151,7 +153,8 @@ def test_vae_decode_gives_comfyui_images(models):
     vae = models["vae21"]
     latents = _latents(vae)
     images = KinemaVAEDecode().decode(vae, latents)[0]
-    video = vae.model.decode(latents["samples"])  # [1, 3, 5, 32, 64] in [-1, 1]
+    stats = (vae.model.config.latents_mean, vae.model.config.latents_std)
+    video = vae.model.decode(to_normalised(latents["samples"], stats))  # [1, 3, 5, 32, 64] in [-1, 1]
     assert images.shape == (5, 32, 64, 3) and images.dtype == torch.float32
     torch.testing.assert_close(images, (video[0].permute(1, 2, 3, 0) + 1) / 2)
 
@@ -202,3 +205,14 @@ def test_save_video_writes_the_frames(models):
     assert video.frame_count == 7 and video.frames.shape[1:] == (32, 48, 3) and video.fps == 24
     with pytest.raises(ValueError, match="RGB frames"):
         KinemaSaveVideo().save(torch.rand(7, 32, 48, 4), 24, "kinema/saved")
+
+
+def test_vae_encode_gives_raw_latents_that_decode_back(models):
+    vae = models["vae21"]
+    images = torch.rand(5, 32, 64, 3, generator=torch.Generator().manual_seed(2))
+    latent = KinemaVAEEncode().encode(vae, images)[0]["samples"]  # [1, 16, 2, 4, 8]
+    encoded = vae.model.encode(images.permute(3, 0, 1, 2)[None] * 2 - 1)  # the core's normalised latents
+    stats = (vae.model.config.latents_mean, vae.model.config.latents_std)
+    torch.testing.assert_close(latent, to_raw(encoded, stats))
+    with pytest.raises(ValueError, match="KinemaVAEEncode: .*encodes 4k\\+1 frames; got 4"):
+        KinemaVAEEncode().encode(vae, images[:4])

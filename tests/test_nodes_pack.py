@@ -21,6 +21,7 @@ FROZEN_INPUTS = {
                       "boundary", "cfg_low_noise", "dit_low_noise", "start_image", "vae", "step_cache", "branch",
                       "long_video", "start_sigma", "end_image", "image_features"],
     "KinemaVAEDecode": ["vae", "samples"],
+    "KinemaVAEEncode": ["vae", "images"],
     "KinemaDecodeToVideo": ["vae", "samples", "fps", "filename_prefix", "retime", "crop_width", "crop_height"],
     "KinemaSaveVideo": ["images", "fps", "filename_prefix"],
     "KinemaFrameRate": ["images", "fps_in", "fps_out", "method"],

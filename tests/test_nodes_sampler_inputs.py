@@ -17,6 +17,7 @@ from kinema.nodes.longvideo import KinemaLongVideoSettings, KinemaPromptSchedule
 from kinema.nodes.sampler import KinemaSampler
 from kinema.nodes.step_cache import KinemaStepCache
 from kinema.nodes.text_encode import KinemaTextEncode
+from raw_latents import to_normalised, to_raw
 from tiny_model_folders import TEXT_ENCODER, model_root  # noqa: F401  (fixture)
 
 T2V, VACE = "wan2.1_t2v_1.3B_fp16.safetensors", "wan2.1_vace_1.3B_fp16.safetensors"
@@ -52,7 +53,7 @@ def test_step_cache_input_runs_the_cached_models(models):
     model, _, cache = with_step_cache(StepCacheSettings(5.0, 1, -1), 6, dit.model,
                                       sigmas=make_schedule(_settings()).sigmas.tolist())
     expected = sample(model, [cond.positive], [cond.negative], settings=_settings(), shape=tuple(latent["samples"].shape))
-    torch.testing.assert_close(cached, expected)
+    torch.testing.assert_close(cached, to_raw(expected))
     assert cache.stats.evaluations < cache.stats.calls and not torch.allclose(cached, plain)
 
 
@@ -77,7 +78,7 @@ def test_branch_sets_the_shape_expands_the_batch_and_drops_the_reference_frames(
     context = [cond.positive] * 2
     expected = run_loop(seeded_noise((2, *branch.latent_shape[1:]), settings.seed), schedule, "euler",
                         lambda x, i: dit.model(x, schedule.timesteps[i].expand(2), context, **kwargs))
-    torch.testing.assert_close(out, expected[:, :, 1:])
+    torch.testing.assert_close(out, to_raw(expected[:, :, 1:]))
 
 
 def test_branch_refuses_denoise_and_start_image(models):
@@ -104,7 +105,7 @@ def test_long_video_input_is_core_sample_with_the_schedule_per_video(models):
     prompts = long.prompts.encoded([[s.positive] * 2 for s in long.prompts.segments])
     expected = sample(dit.model, prompts, [cond.negative] * 2, settings=_settings(steps=2), long_video=long.settings,
                       shape=(2, 16, 3, H // 8, W // 8))
-    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(out, to_raw(expected))
     one_prompt = KinemaLongVideoSettings().settings(5, 4, "pyramid", True, 0.2)[0]
     plain = KinemaSampler().sample(dit, cond, batch_of_two, **options, long_video=one_prompt)[0]["samples"]
     assert not torch.allclose(out, plain), "the prompt schedule was not used"
@@ -114,8 +115,9 @@ def test_start_sigma_refines_the_input_latent_like_core_sample(models):
     dit, cond = models["dits"][T2V], models["conditioning"]
     start = torch.randn(1, 16, 2, H // 8, W // 8, generator=torch.Generator().manual_seed(4))
     out = KinemaSampler().sample(dit, cond, {"samples": start}, **SAMPLER, start_sigma=0.4)[0]["samples"]
-    expected = sample(dit.model, [cond.positive], [cond.negative], settings=_settings(start_sigma=0.4), latents=start)
-    torch.testing.assert_close(out, expected)
+    expected = sample(dit.model, [cond.positive], [cond.negative], settings=_settings(start_sigma=0.4),
+                      latents=to_normalised(start))
+    torch.testing.assert_close(out, to_raw(expected))
     fresh = KinemaSampler().sample(dit, cond, {"samples": start}, **SAMPLER)[0]["samples"]
     assert not torch.allclose(out, fresh), "start_sigma was ignored"
 
@@ -128,7 +130,7 @@ def test_long_video_runs_with_the_step_cache_and_with_a_branch(models):
     out = KinemaSampler().sample(dit, cond, nine_frames, **SAMPLER, step_cache=cache, long_video=long)[0]["samples"]
     expected = sample(dit.model, [cond.positive], [cond.negative], settings=_settings(), shape=(1, 16, 3, H // 8, W // 8),
                       long_video=long.settings, step_cache=cache)
-    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    torch.testing.assert_close(out, to_raw(expected), rtol=0, atol=0)
     uncached = KinemaSampler().sample(dit, cond, nine_frames, **SAMPLER, long_video=long)[0]["samples"]
     assert not torch.equal(out, uncached), "the step cache skipped nothing"
 
