@@ -139,3 +139,21 @@ def test_fp8_matmuls_are_refused_for_gguf(files):
 
     with pytest.raises(ValueError, match="GGUF weights are dequantised layer by layer"):
         _use_fp8_matmul(dit, torch.device("cpu"))
+
+
+
+def test_weight_dtype_sets_the_compute_precision(files, tmp_path):
+    """dtype=bf16 on a GGUF: the blocks stay quantised and each call dequantises them into the input's
+    dtype (bf16, or float32 in the time embedding and head); the other tensors are kept in bf16. The
+    reference stores the dequantised Linear weights in float32 and the rest in bf16, computing in bf16."""
+    from safetensors.torch import load_file
+
+    model, path, dequantised = files("Q4_K")
+    dit = load_dit(path, dtype=torch.bfloat16)
+    assert dit.compute_dtype == torch.bfloat16 and dit.blocks[0].ffn[0].weight.dtype == torch.uint8
+    mixed = {k: v if (k.endswith(".weight") and v.ndim == 2) else v.to(torch.bfloat16)
+             for k, v in load_file(str(dequantised)).items()}
+    save_file(mixed, str(tmp_path / "mixed.safetensors"))
+    inputs = tiny_inputs(model)
+    reference = _run(load_dit(tmp_path / "mixed.safetensors", compute_dtype=torch.bfloat16), inputs)
+    assert relative_error(_run(dit, inputs), reference) <= TOLERANCE
