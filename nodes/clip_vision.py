@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 
 from . import host
-from .types import CLIP_VISION, IMAGE_FEATURES, ClipVisionModel, ImageFeatures
+from .types import CLIP_VISION, CLIP_VISION_OUTPUT, ClipVisionModel, ImageFeatures
 
 CLIP_DTYPES = {"default": None, "fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -47,7 +47,7 @@ class KinemaCLIPVisionEncode:
                    "picture squashed to 224x224, never cropped. Connect to KinemaSampler's image_features "
                    "(I2V-14B, FLF2V) or KinemaAnimateConditioning's clip_vision_output.")
     CATEGORY = "Kinema/conditioning"
-    RETURN_TYPES = (IMAGE_FEATURES,)
+    RETURN_TYPES = (CLIP_VISION_OUTPUT,)
     RETURN_NAMES = ("image_features",)
     OUTPUT_TOOLTIPS = ("CLIP features (257 tokens per image; start then end) for the sampler or Animate.",)
     FUNCTION = "encode"
@@ -75,21 +75,18 @@ class KinemaCLIPVisionEncode:
                 rgb = picture.permute(0, 3, 1, 2).float() * 2 - 1  # [1, 3, h, w] in [-1, 1]
                 features.append(clip_vision.model.encode(rgb))  # [1, 257, 1280]
                 progress.step(done, len(pictures))
-        return (ImageFeatures(torch.cat(features, dim=1), len(features)),)
+        return (ImageFeatures(torch.cat(features)),)  # [images, 257, 1280]
 
 
 def image_features_tensor(value, node: str, first_image_only: bool = False) -> Optional[torch.Tensor]:
     """An image-features input -> clip_fea [1, images x 257, D] float32 on the CPU (None stays None);
     `first_image_only`: the first image's [1, 257, D].
 
-    Takes KinemaCLIPVisionEncode's output or native ComfyUI's CLIP_VISION_OUTPUT, whose
-    penultimate_hidden_states [N, 257, D] (N images of one batch: start, then end) are the same block's tokens.
+    Takes KinemaCLIPVisionEncode's output or native ComfyUI's CLIP_VISION_OUTPUT: both hold
+    penultimate_hidden_states [N, 257, D] (N images: start, then end), the same block's tokens.
     """
     if value is None:
         return None
-    if isinstance(value, ImageFeatures):
-        per_image = value.features.reshape(value.images, -1, value.features.shape[-1])  # [images, 257, D]
-        return (per_image[:1] if first_image_only else per_image.reshape(1, -1, per_image.shape[-1])).float()
     hidden = getattr(value, "penultimate_hidden_states", None)
     if not isinstance(hidden, torch.Tensor) or hidden.dim() != 3:
         raise ValueError(f"{node}: image features must come from KinemaCLIPVisionEncode or native CLIPVisionEncode "

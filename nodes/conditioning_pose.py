@@ -13,7 +13,7 @@ import torch
 
 from ..core.sampling.branch import BranchConditioning
 from . import host
-from .types import DIT, IMAGE_FEATURES_INPUT, VAE, DiTModel, VAEModel
+from .types import CLIP_VISION_OUTPUT, DIT, VAE, DiTModel, VAEModel
 
 log = logging.getLogger("kinema")
 
@@ -80,7 +80,7 @@ class KinemaAnimateConditioning:
                 **_size_inputs(77),
             },
             "optional": {
-                "clip_vision_output": (IMAGE_FEATURES_INPUT, {"tooltip":
+                "clip_vision_output": (CLIP_VISION_OUTPUT, {"tooltip":
                     "CLIP ViT-H features of the reference image (KinemaCLIPVisionEncode or native CLIPVisionEncode). "
                     "Without it the model gets zero image features and keeps the character's identity less well."}),
                 "background_video": ("IMAGE", {"tooltip": "Replacement mode: the scene without the character."}),

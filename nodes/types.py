@@ -72,9 +72,9 @@ class Conditioning:
 
 
 CLIP_VISION = "KINEMA_CLIP_VISION"
-# CLIP image features; image-feature inputs also take native ComfyUI's CLIPVisionEncode output.
-IMAGE_FEATURES = "KINEMA_IMAGE_FEATURES"
-IMAGE_FEATURES_INPUT = f"{IMAGE_FEATURES},CLIP_VISION_OUTPUT"
+# CLIP image features travel on native ComfyUI's socket type, so native CLIPVisionEncode feeds Kinema's nodes and
+# KinemaCLIPVisionEncode feeds native Wan nodes (both read `penultimate_hidden_states`).
+CLIP_VISION_OUTPUT = "CLIP_VISION_OUTPUT"
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,10 @@ class ClipVisionModel:
 
 @dataclass(frozen=True)
 class ImageFeatures:
-    """Wan's CLIP features of the start image (and the end image after it), float32 on the CPU."""
+    """Wan's CLIP features of the start image (and the end image after it), float32 on the CPU, under the
+    name native ComfyUI's CLIP_VISION_OUTPUT gives them."""
 
-    features: torch.Tensor  # [1, images x 257, 1280]: penultimate-block tokens, image after image
-    images: int
+    penultimate_hidden_states: torch.Tensor  # [images, 257, 1280]: start image, then end image
+
+    def __getitem__(self, key: str):  # native nodes also read the output by key
+        return getattr(self, key)
