@@ -78,10 +78,10 @@ def _f16(field: torch.Tensor) -> torch.Tensor:  # uint8 [n, 2] -> float32 [n, 1]
 
 def _shifted(field: torch.Tensor, shifts: tuple[int, ...], width: int) -> torch.Tensor:
     """uint8 [n, bytes] -> [n, bytes // width, len(shifts), width]: each run of `width` bytes shifted right
-    by every shift in turn (ggml packs the low bits of one group and the high bits of the next in one byte)."""
-    n = field.shape[0]
-    by = torch.tensor(shifts, dtype=torch.uint8, device=field.device).reshape(1, 1, -1, 1)
-    return field.reshape(n, -1, 1, width) >> by
+    by every shift in turn (ggml packs the low bits of one group and the high bits of the next in one byte).
+    Python-int shifts: no shift tensor is copied to the device on each call."""
+    runs = field.reshape(field.shape[0], -1, width)
+    return torch.stack([runs >> shift for shift in shifts], dim=2)
 
 
 def _nibbles(field: torch.Tensor, width: int) -> torch.Tensor:  # uint8 [n, b] -> uint8 [n, 2b]
@@ -90,8 +90,7 @@ def _nibbles(field: torch.Tensor, width: int) -> torch.Tensor:  # uint8 [n, b] -
 
 def _bits(field: torch.Tensor) -> torch.Tensor:
     """uint8 [n, b] -> uint8 [n, 8b]: bit j of the little-endian bit string, j = 0 .. 8b-1."""
-    shifts = torch.arange(8, dtype=torch.uint8, device=field.device)
-    return ((field.unsqueeze(-1) >> shifts) & 1).reshape(field.shape[0], -1)
+    return (torch.stack([field >> shift for shift in range(8)], dim=-1) & 1).reshape(field.shape[0], -1)
 
 
 def _k_scales_mins(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
