@@ -11,7 +11,7 @@ from kinema.core.checkpoints.gguf_dequant import PLAIN_DTYPES, QUANT_FORMATS, SU
 from kinema.core.checkpoints.gguf_reader import read_gguf
 from kinema.core.checkpoints.io import CheckpointError, read_state_dict
 from kinema.core.checkpoints.gguf_dequant import QuantisedTensor
-from tiny_gguf import QUANTISABLE, Q, random_blocks
+from tiny_gguf import QUANTISABLE, Q, random_blocks, save
 
 QUANTISED = [f.name for f in QUANT_FORMATS.values()]
 ISSUE_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K", "Q5_0", "Q5_1", "Q4_K", "Q4_0", "Q4_1", "Q3_K", "Q2_K")
@@ -76,10 +76,7 @@ def test_reader_gives_each_type_in_torch_shape(tmp_path):
                 *shape[:-1], shape[-1] // block_size * type_size)
         writer.add_tensor(f"t.{type_name}", encoded, raw_dtype=Q[type_name])
     path = tmp_path / "types.gguf"
-    writer.write_header_to_file(path=str(path))
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    save(writer, path)
 
     state = read_gguf(path, "wan")
     reference = {t.name: (t.data, t.tensor_type) for t in gguf.GGUFReader(str(path)).tensors}
@@ -101,10 +98,7 @@ def test_unsupported_type_is_named(tmp_path):
     writer = gguf.GGUFWriter(path=None, arch="wan")
     writer.add_tensor("w", np.zeros((2, 8), dtype=np.float64), raw_dtype=Q.F64)
     path = tmp_path / "f64.gguf"
-    writer.write_header_to_file(path=str(path))
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    save(writer, path)
     with pytest.raises(CheckpointError, match=r"'w' is stored as F64.*supported: F32, F16, BF16"):
         read_gguf(path, "wan")
 

@@ -4,6 +4,7 @@ LoRAs on the fly. The weights stay quantised in memory; GGUFs of other models ar
 from __future__ import annotations
 
 import functools
+from typing import Optional
 
 import gguf
 import numpy as np
@@ -17,7 +18,7 @@ from kinema.core.dit.streaming import BlockStreaming, load_streamed_dit, streame
 from kinema.core.layers import Linear
 from kinema.core.lora import apply_loras, lora_from_tensors
 from tiny_dit import COMFY_PREFIX, make_tiny_diffusers_dit, official_state_dict, relative_error, tiny_inputs
-from tiny_gguf import write_comfy_gguf
+from tiny_gguf import save, write_comfy_gguf
 from tiny_lora import GLOBAL_LINEARS, block_modules, comfy_lora, random_patches
 
 TOLERANCE = 1e-5  # relative, as issue 14 asks (measured: 0, the dequantised values are identical)
@@ -28,11 +29,11 @@ def files(tmp_path_factory):
     """weight type -> (diffusers model, GGUF path, safetensors path of the dequantised weights)."""
 
     @functools.cache
-    def write(weight_type: str, prefix: str = ""):
+    def write(weight_type: str, prefix: str = "", arch: Optional[str] = "wan"):
         model = make_tiny_diffusers_dit("t2v")
         folder = tmp_path_factory.mktemp(f"gguf_{weight_type}")
         path = folder / f"wan_tiny-{weight_type}.gguf"
-        held = write_comfy_gguf(path, official_state_dict(model), weight_type, prefix=prefix)
+        held = write_comfy_gguf(path, official_state_dict(model), weight_type, prefix=prefix, arch=arch)
         dequantised = folder / "dequantised.safetensors"
         save_file({k: v.contiguous() for k, v in held.items()}, str(dequantised))
         return model, path, dequantised
@@ -49,9 +50,13 @@ def _quantised_linears(dit) -> dict[str, str]:
     return {name: m.quant.name for name, m in dit.named_modules() if isinstance(m, Linear) and m.quant is not None}
 
 
-@pytest.mark.parametrize("weight_type, prefix", [("Q8_0", ""), ("Q4_K", ""), ("Q8_0", COMFY_PREFIX)])
-def test_gguf_equals_dequantised_weights(files, weight_type, prefix):
-    model, path, dequantised = files(weight_type, prefix)
+@pytest.mark.parametrize("weight_type, prefix, arch", [
+    ("Q8_0", "", "wan"), ("Q4_K", "", "wan"),
+    ("Q8_0", COMFY_PREFIX, "wan"),  # files that kept ComfyUI's prefix
+    ("Q8_0", "", None),  # stable-diffusion.cpp's files name no architecture: told by their tensor names
+])
+def test_gguf_equals_dequantised_weights(files, weight_type, prefix, arch):
+    model, path, dequantised = files(weight_type, prefix, arch)
     dit = load_dit(path)
     quantised = _quantised_linears(dit)
     # Every block Linear keeps the file's blocks (uint8) in memory.
@@ -114,10 +119,7 @@ def _other_gguf(path, arch, names):
     writer.add_name(f"tiny {arch}")
     for name in names:
         writer.add_tensor(name, np.ones((4, 32), dtype=np.float32))
-    writer.write_header_to_file(path=str(path))
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    save(writer, path)
     return path
 
 

@@ -84,11 +84,16 @@ def write_comfy_gguf(path: Path, tensors: dict[str, torch.Tensor], weight_type: 
     for key, data in five_d.items():
         writer.add_tensor(prefix + key, data, raw_dtype=Q.F32)
         held[key] = torch.from_numpy(data.copy())
+    save(writer, path)
+    return held
+
+
+def save(writer: gguf.GGUFWriter, path: Path) -> None:
+    """Write what `writer` holds (header, metadata, tensors) to `path`."""
     writer.write_header_to_file(path=str(path))
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return held
 
 
 def _writer_without_arch():
