@@ -14,7 +14,7 @@ from kinema.core.pose import footage
 from kinema.core.pose.fit_checks import measure_fit
 from kinema.core.pose.people import Person, choose_person, sequence_of
 from kinema.core.pose.retarget import BONES, RetargetSettings, retarget_with_report
-from kinema.core.pose.smoothing import clean
+from kinema.core.pose.smoothing import CleanSettings, clean
 from kinema.core.pose.synthetic import bone_lengths, dancer, photo
 from kinema.core.pose.types import BODY
 
@@ -142,3 +142,17 @@ def test_motion_follow_keeps_the_path_and_sway_drops_a_pan(source):
     assert np.abs(sway.body[seen, neck, :2] - reference.body[0, neck, :2]).max() < 0.1 * reference.width
     with pytest.raises(ValueError, match="unknown motion"):
         RetargetSettings(motion="drift")
+
+
+def test_a_limb_drawn_across_the_picture_is_dropped_before_cleaning(source):
+    """A detector that loses the person for a frame draws the forearm to the far side of the picture."""
+    body = source.body.copy()
+    elbow, wrist = BODY["RElbow"], BODY["RWrist"]
+    body[20, wrist, :2] = (5.0, SOURCE[1] - 5.0)  # the opposite corner: several forearms long
+    cleaned = clean(source.replace(body=body), CleanSettings(smooth=False, max_gap=0))
+    assert cleaned.body[20, wrist, 2] == 0 and (cleaned.hands[20, 1, :, 2] == 0).all()  # hand of the right wrist
+    assert cleaned.body[20, elbow, 2] > 0  # the rest of the arm stays
+    kept = np.delete(np.arange(FRAMES), 20)
+    np.testing.assert_array_equal(cleaned.body[kept], source.body[kept])  # nothing else is touched
+    assert clean(source.replace(body=body), CleanSettings(smooth=False, max_gap=0, drop_implausible=False)
+                 ).body[20, wrist, 2] > 0

@@ -96,7 +96,7 @@ def test_contact_sheet_and_retarget_overlay(tmp_path):
 
 def test_retargeted_shared_video_fits_the_photo(driving):
     from kinema.core.pose.extract_mediapipe import extract_images
-    from kinema.core.pose.retarget import retarget
+    from kinema.core.pose.retarget import RetargetSettings, retarget
     from kinema.core.pose.smoothing import clean
 
     photo = _script()._read_image(str(PHOTO))
@@ -104,9 +104,74 @@ def test_retargeted_shared_video_fits_the_photo(driving):
     moved = retarget(clean(driving), reference)
     assert (moved.width, moved.height) == (1280, 720)
     neck = BODY["Neck"]
-    np.testing.assert_allclose(moved.body[0, neck, :2], reference.body[0, neck, :2], atol=1e-2)
+    # Pinned on the photo's neck; only the presenter's own quick sway moves it (a few % of the picture).
+    assert np.abs(moved.body[:, neck, :2] - reference.body[0, neck, :2]).max() < 0.05 * moved.width
+    followed = retarget(clean(driving), reference, RetargetSettings(motion="follow"))
+    np.testing.assert_allclose(followed.body[0, neck, :2], reference.body[0, neck, :2], atol=1e-2)
     shoulders = [BODY["RShoulder"], BODY["LShoulder"]]
-    width = lambda b: np.linalg.norm(b[shoulders[0], :2] - b[shoulders[1], :2])  # noqa: E731
-    assert width(moved.body[0]) == pytest.approx(width(reference.body[0]), rel=0.01)
+    width = lambda b: np.linalg.norm(b[..., shoulders[0], :2] - b[..., shoulders[1], :2], axis=-1)  # noqa: E731
+    # The photo's shoulder width, times how foreshortened the presenter's shoulders are in each frame.
+    assert 0.8 <= (width(moved.body) / width(reference.body[0])).min()
+    assert (width(moved.body) / width(reference.body[0])).max() <= 1.2 + 1e-4
     legs = [BODY[n] for n in ("RKnee", "LKnee", "RAnkle", "LAnkle")]
     assert (moved.body[:, legs, 2] == 0).all()  # the half-body photo shows no legs
+
+
+# --- Test footage (core/pose/footage.py): the clip under camera moves, extracted again from the pixels ---
+FOOTAGE_STEP = 4  # every 4th frame: 27 frames per case keeps the nine extractions near a minute on two cores
+
+
+@pytest.fixture(scope="module")
+def footage_source():
+    return _script()._source_frames(str(VIDEO), FOOTAGE_STEP)
+
+
+@pytest.fixture(scope="module")
+def photo_pose():
+    from kinema.core.pose.extract_mediapipe import extract_images
+
+    return extract_images(_script()._read_image(str(PHOTO))[None])
+
+
+def _case_names():
+    from kinema.core.pose.footage import CASE_NAMES
+
+    return CASE_NAMES
+
+
+@pytest.mark.parametrize("name", _case_names())
+def test_footage_case_from_pixels_fits_the_photo(footage_source, photo_pose, driving, name):
+    """The issue's three figures on every case, with MediaPipe run on the transformed pictures."""
+    from kinema.core.pose.footage import case_named
+
+    script = _script()
+    pose = script.footage_pose(footage_source, case_named(name), 30.0 / FOOTAGE_STEP)
+    cleaned, moved, figures, _ = script.footage_figures(pose, photo_pose)
+    assert figures.face_frames >= 5, (name, figures.line())  # enough faces in view to judge
+    assert figures.face_share >= 0.95, (name, figures.line())
+    assert figures.long_bones == 0 and figures.outside_points == 0, (name, figures.line())
+    if name == "second_person":  # the presenter is followed, not the small composited copy
+        from kinema.core.pose.footage import case_people
+
+        same_frames = driving.frames(slice(None, None, FOOTAGE_STEP // 2))  # the fixture took every 2nd frame
+        truth = case_people(same_frames, case_named(name), (pose.width, pose.height))[0]
+        neck = BODY["Neck"]
+        both = (pose.body[:, neck, 2] > 0) & (truth.body[:, neck, 2] > 0)
+        assert both.mean() > 0.9
+        distance = np.linalg.norm(pose.body[both, neck, :2] - truth.body[both, neck, :2], axis=-1)
+        assert np.median(distance) < 0.05 * pose.width, np.median(distance)
+
+
+@pytest.mark.parametrize("name", _case_names())
+def test_footage_case_from_keypoints_fits_the_photo(driving, photo_pose, name):
+    """The same cases made by moving the keypoints extracted once from the clip (every frame pair)."""
+    from kinema.core.pose.footage import case_named, case_people
+    from kinema.core.pose.people import Person, choose_person, sequence_of
+
+    people = case_people(driving, case_named(name), (640, 360))
+    frames = [[Person(p.body[t], p.hands[t], p.face[t]) for p in people] for t in range(driving.frame_count)]
+    picked, _ = choose_person(frames, 640, 360, driving.fps)
+    pose = sequence_of(picked, 640, 360, fps=driving.fps)
+    _, _, figures, _ = _script().footage_figures(pose, photo_pose)
+    assert figures.face_share >= 0.95 and figures.long_bones == 0 and figures.outside_points == 0, \
+        (name, figures.line())

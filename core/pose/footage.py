@@ -66,7 +66,7 @@ CASES = (
     FootageCase("far_to_close", "starts small and far, pushes in to a close-up",
                 Camera(lambda t: (0.62, 0.6 - 0.25 * t), _ramp(0.35, 2.4))),
     FootageCase("pan_limbs_leave", "sideways pan: arms, then the head leave the frame and come back",
-                Camera(lambda t: (0.63 + 0.42 * np.sin(2 * np.pi * t), 0.5), lambda t: 1.6)),
+                Camera(lambda t: (0.64 + 0.38 * np.sin(2 * np.pi * t), 0.5), lambda t: 1.4)),
     FootageCase("mirrored", "mirrored left-right", Camera(_still(0.5, 0.5), lambda t: 1.0, mirror=True)),
     FootageCase("second_person", "a second, smaller person composited on the left",
                 Camera(_still(0.5, 0.5), lambda t: 1.0),

@@ -119,6 +119,29 @@ def _driving_lengths(driving: PoseSequence, threshold: float) -> np.ndarray:
     return np.stack(columns, axis=1)
 
 
+def drop_implausible(driving: PoseSequence, threshold: float) -> tuple[PoseSequence, int]:
+    """The pose with every joint at the end of a bone seen far longer than that bone's typical length (at
+    the frame's zoom) set missing, with what hangs from it: detectors that lose a small or half-hidden
+    person draw such limbs across the picture. Returns the pose and the number of bones dropped."""
+    lengths = _driving_lengths(driving, threshold)  # [N, B + 1]
+    zoom, typical = estimate_zoom(lengths, driving.fps or 30.0)
+    with np.errstate(invalid="ignore"):
+        stretched = lengths[:, :-1] / (zoom[:, None] * typical[None, :-1]) > STRETCH_REJECT  # [N, B]
+    if not stretched.any():
+        return driving, 0
+    body, hands = driving.body.copy(), driving.hands.copy()
+    for t, b in zip(*np.nonzero(stretched)):
+        dropped = {BONES[b][1]}
+        for parent, child in BONES:  # parents come first, so one pass reaches the whole chain
+            if parent in dropped:
+                dropped.add(child)
+        body[t, sorted(dropped)] = 0.0
+        for side, bone in FOREARM.items():
+            if bone[1] in dropped:
+                hands[t, side] = 0.0
+    return driving.replace(body=body, hands=hands), int(stretched.sum())
+
+
 def _symmetrise(values: dict) -> dict:
     out = dict(values)
     for right, left in MIRROR.items():

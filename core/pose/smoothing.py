@@ -1,4 +1,4 @@
-"""Cleaning a detected pose over time: gap filling, then One Euro smoothing.
+"""Cleaning a detected pose over time: implausible limbs dropped, gap filling, then One Euro smoothing.
 
 Order matters: short gaps are filled first so the filter never restarts inside them; long gaps
 stay missing (a model given an invented limb draws it), and the filter restarts after them.
@@ -19,6 +19,9 @@ DEFAULT_FPS = 30.0
 class CleanSettings:
     min_confidence: float = 0.3  # points below it count as missing
     max_gap: int = 5  # missing runs this short are interpolated inside the clip, or carried at its ends
+    # Joints at the end of a bone seen far longer than its usual length (at the camera's zoom) are
+    # detection errors, e.g. arms drawn across the picture around a small or half-hidden person.
+    drop_implausible: bool = True
     smooth: bool = True
     # One Euro filter on coordinates measured in canvas heights (so the settings do not depend on the
     # resolution). At rest the cut-off is min_cutoff Hz; it rises by beta Hz per canvas height per second.
@@ -98,7 +101,11 @@ def one_euro(points: np.ndarray, fps: float, min_cutoff: float, beta: float, d_c
 
 
 def clean(pose: PoseSequence, settings: CleanSettings = CleanSettings()) -> PoseSequence:
-    """Gap filling then (optionally) One Euro smoothing of body, hands and face."""
+    """Implausible limbs dropped, gap filling, then (optionally) One Euro smoothing of body, hands and face."""
+    if settings.drop_implausible and pose.frame_count > 1:
+        from .retarget import drop_implausible
+
+        pose, _ = drop_implausible(pose, settings.min_confidence)
     parts = {}
     for name in ("body", "hands", "face"):
         points = fill_gaps(getattr(pose, name), settings.min_confidence, settings.max_gap)
