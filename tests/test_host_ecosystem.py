@@ -1,0 +1,64 @@
+"""Kinema's nodes mixed with native ComfyUI nodes, inside a real ComfyUI (skipped unless KINEMA_COMFYUI is set).
+
+Each check runs tests/host_ecosystem_script.py with ComfyUI's Python (KINEMA_COMFYUI_PYTHON, default this
+interpreter), which builds native and Kinema nodes in one process and prints the measured differences.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import kinema
+from tiny_model_folders import model_root  # noqa: F401  (fixture)
+from tiny_vae import official_state_dict
+
+pytestmark = [pytest.mark.host,
+              pytest.mark.skipif(not os.environ.get("KINEMA_COMFYUI"), reason="needs a ComfyUI checkout in KINEMA_COMFYUI")]
+
+REPO = Path(kinema.__file__).resolve().parent
+SCRIPT = Path(__file__).with_name("host_ecosystem_script.py")
+RELEASED_VAE = "wan_2.1_vae_random_released_widths.safetensors"
+
+
+def run_in_comfyui(models: Path, check: str, *extra: str) -> dict:
+    checkout = os.environ["KINEMA_COMFYUI"]
+    python = os.environ.get("KINEMA_COMFYUI_PYTHON", sys.executable)
+    done = subprocess.run([python, str(SCRIPT), str(REPO), str(models), check, *extra], cwd=checkout,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": checkout}, timeout=900)
+    assert done.returncode == 0, done.stderr[-6000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def models(model_root, tmp_path_factory):  # noqa: F811
+    """The tiny models, plus a random Wan2.1 VAE at the released widths (ComfyUI's VAE loader assumes them)."""
+    from diffusers import AutoencoderKLWan
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("ecosystem_models")
+    for name in ("diffusion_models", "text_encoders", "loras"):
+        (folder / name).symlink_to(model_root / name, target_is_directory=True)
+    (folder / "vae").mkdir()
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(base_dim=96, z_dim=16, num_res_blocks=2).eval()  # Wan2.1's released widths
+    tensors = official_state_dict(vae, "2.1")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / "vae" / RELEASED_VAE))
+    return folder
+
+
+def test_native_vae_nodes_and_kinema_share_the_latent_convention(models):
+    result = run_in_comfyui(models, "latent_convention", RELEASED_VAE)
+    print(result)
+    assert result["decode_shapes"] == [[5, 32, 32, 3], [5, 32, 32, 3]]
+    assert result["decoded_pixel_std"] > 0.01, "the decode gave flat images: the comparison would prove nothing"
+    assert result["decode_max_diff"] <= 1e-5, result  # native VAEDecode == KinemaVAEDecode on the sampler's LATENT
+    assert result["encode_max_diff"] <= 1e-4 * max(1.0, result["latent_std"]), result  # VAEEncode == KinemaVAEEncode
+    assert result["refine_max_diff"] <= 1e-4, result  # native VAEEncode -> KinemaSampler at denoise 0.6
+    assert result["refine_vs_api_max_diff"] <= 1e-4, result  # == the Python API's normalised path
+    assert result["refine_vs_fresh_max_diff"] > 1e-2, "denoise 0.6 ignored the input latent"
