@@ -61,12 +61,6 @@ class Linear(nn.Linear):
             return F.linear(x, weight, bias)
         return F.linear(x * scale, weight, bias)
 
-    def dequantized_weight(self) -> torch.Tensor:
-        """The weight's values [out, in] in float32 for a GGUF-quantised layer, else as stored."""
-        if self.quant is None:
-            return self.weight
-        return self.quant.dequantize(self.weight, (self.out_features, self.in_features))
-
     def extra_repr(self) -> str:
         return super().extra_repr() + (f", quant={self.quant.name}" if self.quant is not None else "")
 
