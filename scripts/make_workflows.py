@@ -268,6 +268,76 @@ def wan22_t2v_a14b_4step_lora(g: Graph) -> None:
     g.add("KinemaDecodeToVideo", vae=vae, samples=samples, fps=16, filename_prefix="kinema/wan22_t2v_a14b_4step_lora")
 
 
+CLIP_VISION = "clip_vision_h.safetensors"  # ComfyUI's ViT-H/14 file; Wan's open-clip .pth works as well
+
+
+def _image_features(g: Graph, image: Node, end_image: Optional[Node] = None) -> Node:
+    """CLIP ViT-H/14 features of the start image (and the end image): Wan2.1 I2V / FLF2V and Animate read them."""
+    clip = g.add("KinemaCLIPVisionLoader", clip_name=CLIP_VISION, dtype="default")
+    ends = {} if end_image is None else {"end_image": end_image[0]}
+    return g.add("KinemaCLIPVisionEncode", clip_vision=clip, image=image[0], **ends)
+
+
+I2V_PROMPT = ("The woman in the picture turns toward the camera and smiles, her hair moving in a light breeze, "
+              "natural light, gentle handheld camera.")
+
+
+def _wan21_image_to_video(g: Graph, dit_name: str, width: int, height: int, steps: int, shift: float, prefix: str,
+                          end_frame: bool = False) -> None:
+    """Wan2.1 I2V-14B / FLF2V: start image (+ end image) -> VAE latents beside the noise, CLIP features as context."""
+    dit = g.add("KinemaDiTLoader", model_name=dit_name, weight_dtype="default", attention="sdpa")
+    vae = g.add("KinemaVAELoader", vae_name="wan_2.1_vae.safetensors", dtype="default")
+    conditioning = _text(g, I2V_PROMPT)
+    start = g.add("KinemaLoadImage", "Start image", image="first_frame.png")
+    end = g.add("KinemaLoadImage", "End image", image="last_frame.png") if end_frame else None
+    features = _image_features(g, start, end)
+    latent = g.add("KinemaEmptyLatent", vae=vae, aspect_ratio="16:9", width=width, height=height, frames=81,
+                   seconds=0.0, fps=16)
+    ends = {} if end is None else {"end_image": end[0]}
+    samples = g.add("KinemaSampler", dit=dit, conditioning=conditioning, latent=latent[0], seed=42, steps=steps,
+                    cfg=5.0, shift=shift, solver="unipc", denoise=1.0, boundary=0.0, cfg_low_noise=0.0,
+                    start_image=start[0], vae=vae, image_features=features, **ends)
+    g.add("KinemaDecodeToVideo", vae=vae, samples=samples, fps=16, filename_prefix=prefix)
+
+
+@example("wan21_i2v_14b_480p")
+def wan21_i2v_14b_480p(g: Graph) -> None:
+    # Official I2V recipe: 40 steps, guidance 5, shift 3.0 at 832x480.
+    _wan21_image_to_video(g, "wan2.1_i2v_480p_14B_fp16.safetensors", 832, 480, 40, 3.0, "kinema/wan21_i2v_14b_480p")
+
+
+@example("wan21_i2v_14b_720p")
+def wan21_i2v_14b_720p(g: Graph) -> None:
+    # Official I2V recipe: 40 steps, guidance 5, shift 5.0 at 720p.
+    _wan21_image_to_video(g, "wan2.1_i2v_720p_14B_fp16.safetensors", 1280, 720, 40, 5.0, "kinema/wan21_i2v_14b_720p")
+
+
+@example("wan21_flf2v_14b_720p")
+def wan21_flf2v_14b_720p(g: Graph) -> None:
+    # Official FLF2V recipe: shift 16, guidance 5 (50 steps; 30 keep most of it).
+    _wan21_image_to_video(g, "wan2.1_flf2v_720p_14B_fp16.safetensors", 1280, 720, 30, 16.0,
+                          "kinema/wan21_flf2v_14b_720p", end_frame=True)
+
+
+@example("wan22_i2v_a14b")
+def wan22_i2v_a14b(g: Graph) -> None:
+    high = g.add("KinemaDiTLoader", "DiT high noise", model_name="wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors",
+                 weight_dtype="default", attention="sdpa")
+    low = g.add("KinemaDiTLoader", "DiT low noise", model_name="wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors",
+                weight_dtype="default", attention="sdpa")
+    vae = g.add("KinemaVAELoader", vae_name="wan_2.1_vae.safetensors", dtype="default")
+    conditioning = _text(g, I2V_PROMPT)
+    start = g.add("KinemaLoadImage", "Start image", image="first_frame.png")
+    latent = g.add("KinemaEmptyLatent", vae=vae, aspect_ratio="16:9", width=1280, height=720, frames=81,
+                   seconds=0.0, fps=16)
+    # Official Wan2.2 I2V recipe: 40 steps, shift 5, guidance 3.5 on both experts, boundary 0.9. Wan2.2 reads
+    # no CLIP features; connect an image to end_image for a start-to-end clip.
+    samples = g.add("KinemaSampler", dit=high, conditioning=conditioning, latent=latent[0], seed=42, steps=40,
+                    cfg=3.5, shift=5.0, solver="unipc", denoise=1.0, boundary=0.9, cfg_low_noise=3.5,
+                    dit_low_noise=low, start_image=start[0], vae=vae)
+    g.add("KinemaDecodeToVideo", vae=vae, samples=samples, fps=16, filename_prefix="kinema/wan22_i2v_a14b")
+
+
 def _driving_pose(g: Graph, frames: int):
     """The driving video's first `frames` frames and their pose (MediaPipe); returns (video node, pose node)."""
     video = g.add("KinemaLoadVideo", "Driving video", video="driving.mp4", max_frames=frames, frame_step=1)
@@ -294,7 +364,8 @@ def animate_a_photo(g: Graph) -> None:
     face_video = g.add("KinemaPoseRender", "Face video", pose=driving[0], style="face_crops", width=0, height=0,
                        body=True, hands=True, face=True, background=video[0])
     branch = g.add("KinemaAnimateConditioning", dit=dit, vae=vae, reference_image=photo[0], pose_video=pose_video[0],
-                   face_video=face_video[0], width=width, height=height, frames=frames)
+                   face_video=face_video[0], width=width, height=height, frames=frames,
+                   clip_vision_output=_image_features(g, photo))
     # The branch sets the video's size and length; the empty latent only gives the batch.
     latent = g.add("KinemaEmptyLatent", "Batch (size from the conditioning)", vae=vae, aspect_ratio="16:9",
                    width=width, height=height, frames=frames, seconds=0.0, fps=30)

@@ -16,14 +16,15 @@ LAYOUTS = ("comfy", "transformers", "official", "open_clip")
 IMAGE_SIZE = 28  # 2 x 2 patches of 14 px + the class token = 5 tokens (ViT-H/14: 16 x 16 + 1 = 257)
 
 
-def make_tiny_clip_vision(width: int = 128, layers: int = 3, heads: int = 2, seed: int = 0):
+def make_tiny_clip_vision(width: int = 128, layers: int = 3, heads: int = 2, seed: int = 0,
+                          image_size: int = IMAGE_SIZE, patch: int = 14):
     """A random fp32 CLIPVisionModelWithProjection with ViT-H's structure (exact GELU, eps 1e-5, no patch bias);
     heads are 64 wide as in every open-clip ViT. Norms and biases are randomised so a swapped tensor shows."""
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(seed)
     config = CLIPVisionConfig(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
-                              num_attention_heads=heads, image_size=IMAGE_SIZE, patch_size=14, projection_dim=32,
+                              num_attention_heads=heads, image_size=image_size, patch_size=patch, projection_dim=32,
                               hidden_act="gelu", layer_norm_eps=1e-5, attn_implementation="eager")
     model = CLIPVisionModelWithProjection(config)
     with torch.no_grad():

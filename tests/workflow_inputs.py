@@ -35,13 +35,16 @@ def openpose_frame(width: int, height: int, raise_arm: float) -> dict:
 
 
 def make_input_folder(root: Path) -> Path:
-    """Writes character.png, driving.mp4 and their poses (character_pose.json, driving_pose.json) into `root`."""
+    """Writes character.png, driving.mp4 and their poses (character_pose.json, driving_pose.json), and the I2V
+    examples' first_frame.png and last_frame.png into `root`."""
     root.mkdir(parents=True, exist_ok=True)
     if (root / "driving.mp4").exists():
         return root
     rng = np.random.default_rng(0)
     photo = rng.integers(0, 256, (PHOTO_SIZE[1], PHOTO_SIZE[0], 3), dtype=np.uint8)
     Image.fromarray(photo).save(root / "character.png")
+    for name in ("first_frame.png", "last_frame.png"):  # any picture size: the sampler fits it to the video
+        Image.fromarray(rng.integers(0, 256, (PHOTO_SIZE[1], PHOTO_SIZE[0], 3), dtype=np.uint8)).save(root / name)
     (root / "character_pose.json").write_text(json.dumps(openpose_frame(*PHOTO_SIZE, 0.0)))
     frames = rng.integers(0, 256, (DRIVING_FRAMES, DRIVING_SIZE[1], DRIVING_SIZE[0], 3), dtype=np.uint8)
     with VideoWriter(root / "driving.mp4", fps=30) as writer:
