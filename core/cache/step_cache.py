@@ -22,7 +22,7 @@ With two experts the step count is shared and a change of expert forces a full e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -73,9 +73,12 @@ class StepCacheStats:
 class StepCache:
     """Shared state of one sampling run; `wrap(dit)` gives the model to hand to the sampler."""
 
-    def __init__(self, settings: StepCacheSettings, num_steps: int, sigmas: Optional[Sequence[float]] = None):
+    def __init__(self, settings: StepCacheSettings, num_steps: int, sigmas: Optional[Sequence[float]] = None,
+                 agree: Optional[Callable[[bool], bool]] = None):
         """`sigmas`: the sampler's noise level at each step (its schedule's sigmas); without them
-        sigma is read from the timestep, which Wan samplers set to sigma * 1000 (truncated)."""
+        sigma is read from the timestep, which Wan samplers set to sigma * 1000 (truncated).
+        `agree`: in a multi-process run (core/parallel), turns this rank's skip decision into the one all
+        ranks running the same call take; None = decide alone."""
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         if sigmas is not None and len(sigmas) < num_steps:
@@ -89,6 +92,7 @@ class StepCache:
         self._passes: dict[int, _PassState] = {}
         self._decided: dict[int, bool] = {}  # step -> skip?, decided by the first pass to reach the step
         self._last_t = float("inf")  # timestep of the latest call
+        self.agree = agree
 
     def wrap(self, dit) -> "CachedModel":
         return CachedModel(dit, self)
@@ -104,7 +108,10 @@ class StepCache:
         self.stats.calls += 1
         step, state.step = state.step, state.step + 1
         sigma = self._sigma(step, t)
-        if self._can_skip(state, dit, x, step, sigma):
+        skip = self._can_skip(state, dit, x, step, sigma)
+        if self.agree is not None:
+            skip = self.agree(skip)
+        if skip:
             state.x_prev = x
             return (x - state.denoised) / sigma
         velocity = dit(x, t, context, **kwargs)  # [B, C, T, H, W]

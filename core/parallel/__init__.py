@@ -1,10 +1,22 @@
 """Multi-process sampling on torch.distributed: sequence (Ulysses, ring), CFG and window parallel, FSDP2.
 
     run = start(ParallelPlan.parse("ulysses=2,cfg=2"))   # in every process torchrun started
-    parallelize(dit, run)                                 # each rank: the same DiT, its share of the work
-"""
-from .plan import ParallelPlan
-from .run import ParallelRun, start
-from .setup import parallelize, unparallelize
+    activate(run)                                         # later run_sampling calls split their work
 
-__all__ = ["ParallelPlan", "ParallelRun", "parallelize", "start", "unparallelize"]
+The names below load on first use: the sampling engine imports this package on every run, also
+where torch has no distributed support.
+"""
+import importlib
+
+from .active import activate, activated, active
+from .plan import ParallelPlan
+
+_LAZY = {"ParallelRun": ".run", "start": ".run", "parallelize": ".setup", "unparallelize": ".setup"}
+
+__all__ = ["ParallelPlan", "ParallelRun", "activate", "activated", "active", "parallelize", "start", "unparallelize"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,11 +6,13 @@ from typing import Optional
 
 import torch
 
+from ..parallel.active import active as active_parallel_run
 from ..cache.step_cache import StepCache
 from ..progress import SILENT, Progress
 from .branch import BranchConditioning, check_branch
 from .conditioning import ImageConditioning, impose_known
 from .freenoise import freenoise
+from .guidance import guided_velocity
 from .loop import run_loop
 from .noise import seeded_noise
 from .prompt_schedule import PromptSchedule
@@ -24,8 +26,13 @@ from .windows import blend_coefficients, plan_windows
 @torch.no_grad()
 def run_sampling(request: SamplingRequest, progress: Optional[Progress] = None) -> torch.Tensor:
     """Sample the request's latents [B, C, T, H, W] (float32, a branch's reference frames dropped)."""
-    r, settings = request, request.settings
     progress = progress or SILENT
+    run = active_parallel_run()  # a multi-process run (core/parallel): every rank gets here with the same request
+    if run is not None:
+        from ..parallel import sampling as parallel  # torch.distributed: imported only by parallel runs
+
+        request, progress = parallel.prepare_request(run, request), parallel.collective_progress(run, progress)
+    r, settings = request, request.settings
     shape = start_shape(_branch_shape(r) if r.shape is None and r.latents is None else r.shape, r.latents, settings)
     check_branch(r.branch, shape, settings.partial, r.image is not None)
     device = torch.device(r.device) if r.device is not None else default_device(r.dit, r.latents)
@@ -60,10 +67,12 @@ def run_sampling(request: SamplingRequest, progress: Optional[Progress] = None) 
         windows=windows, shares=shares, prefix=prefix,
         contexts=[segment_contexts[prompts.index_for(w) if prompts is not None else 0] for w in windows],
         negative=to_device(r.negative, device),
-        models=[_step_cache_view(r, schedule) for _ in windows],
+        models=[_step_cache_view(r, schedule, run and parallel.agree(run)) for _ in windows],
         image=image, branch=_branch_on(r.branch, device),
         patch=tuple(config_field(r.dit, "patch_size") or (1, 2, 2))[1:], prepared=PreparedContexts(),
         drift_strength=long.drift_strength if long is not None else 0.0,
+        guidance=(run and parallel.cfg_guidance(run)) or guided_velocity,
+        spread=run and parallel.window_spread(run),
     )
     velocity_at = window_velocity(plan, schedule.sigmas, schedule.timesteps, experts, progress)
     x = run_loop(x, schedule, settings.solver, velocity_at, progress,
@@ -96,12 +105,12 @@ def _continues_known(image: Optional[ImageConditioning]) -> bool:
     return image is not None and image.known_mask is not None
 
 
-def _step_cache_view(r: SamplingRequest, schedule):
+def _step_cache_view(r: SamplingRequest, schedule, agree=None):
     """For one window: raw model -> the model to call. Each window gets its own step cache, since consecutive
     DiT calls of a step belong to different windows; the cache spans both experts (a switch forces a full call)."""
     if r.step_cache is None:
         return lambda model: model
-    cache = StepCache(r.step_cache, schedule.num_steps, schedule.sigmas.tolist())
+    cache = StepCache(r.step_cache, schedule.num_steps, schedule.sigmas.tolist(), agree=agree)
     views = {}
 
     def view(model):

@@ -48,6 +48,10 @@ class WindowPlan:
     patch: tuple[int, int]  # spatial patch of the DiT tokens (per-token timesteps)
     prepared: "PreparedContexts"
     drift_strength: float = 0.0
+    guidance: Callable[..., torch.Tensor] = guided_velocity  # core/parallel swaps in CFG-parallel guidance
+    # core/parallel's window-parallel spread (`velocity(k, compute, like)`: window k's velocity on every rank,
+    # computed by its owner); None = this process computes every window
+    spread: Optional[object] = None
 
 
 class PreparedContexts:
@@ -104,7 +108,11 @@ def window_velocity(plan: WindowPlan, sigmas: torch.Tensor, timesteps: torch.Ten
                 return call(xw, tw, text, **extra)
 
             negative = None if plan.negative is None else (plan.negative, unguided)
-            vw = guided_velocity(predict, (plan.contexts[k], inputs), negative, scale)  # [B, C, P + L, H, W]
+
+            def guided():
+                return plan.guidance(predict, (plan.contexts[k], inputs), negative, scale)  # [B, C, P + L, H, W]
+
+            vw = guided() if plan.spread is None else plan.spread.velocity(k, guided, like=xw)
             if plan.drift_strength:
                 vw[:, :, p:] = matched_velocity(xw[:, :, p:], vw[:, :, p:], sigma, references, id(plan.contexts[k]),
                                             plan.drift_strength)
