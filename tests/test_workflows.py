@@ -54,7 +54,8 @@ def _ui_to_api(ui: dict) -> dict:
 def test_workflows_exist_for_each_example():
     assert {"wan21_t2v_1.3b", "wan22_ti2v_5b", "wan22_t2v_a14b", "wan22_t2v_a14b_4step_lora", "animate_a_photo",
             "vace_pose_control", "wan21_1.3b_2min_1080p30", "wan21_14b_2min_1080p30", "wan22_ti2v_5b_2min_1080p30",
-            "demo_2min_30fps"} <= set(WORKFLOWS)
+            "demo_2min_30fps", "wan21_i2v_14b_480p", "wan21_i2v_14b_720p", "wan21_flf2v_14b_720p",
+            "wan22_i2v_a14b"} <= set(WORKFLOWS)
     for name in WORKFLOWS:
         assert (WORKFLOW_DIR / f"{name}.json").exists(), f"{name}: UI-format file missing"
 
