@@ -1,23 +1,20 @@
 """The pack inside a real ComfyUI: start-up log, /object_info, every example workflow via `kinema submit`.
 
 Runs only when KINEMA_COMFYUI points at a ComfyUI checkout (its python: KINEMA_COMFYUI_PYTHON,
-default this interpreter; it needs ComfyUI's requirements and ours). Everything ComfyUI writes
-goes to a temporary --base-directory whose custom_nodes/ links to this repository.
+default this interpreter; it needs ComfyUI's requirements and ours; .ci/comfyui_venv builds one).
+Everything ComfyUI writes goes to a temporary --base-directory (tests/comfyui_server.py).
 """
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-import kinema
+from comfyui_server import REPO, get_json, link_pack, running_comfyui
 from kinema.core.video import read_video
 from kinema.nodes import NODE_CLASS_MAPPINGS
 from tiny_model_folders import make_model_folders
@@ -26,56 +23,15 @@ from workflow_inputs import make_input_folder
 
 pytestmark = pytest.mark.host
 
-REPO = Path(kinema.__file__).resolve().parent
-START_TIMEOUT = 300
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get_json(url: str):
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return json.loads(response.read())
-
 
 @pytest.fixture(scope="module")
 def comfyui(tmp_path_factory):
-    checkout = Path(os.environ["KINEMA_COMFYUI"])
-    python = os.environ.get("KINEMA_COMFYUI_PYTHON", sys.executable)
     base = tmp_path_factory.mktemp("comfyui_base")
-    (base / "custom_nodes").mkdir()
-    (base / "custom_nodes" / "kinema").symlink_to(REPO, target_is_directory=True)
+    link_pack(base)
     make_model_folders(base / "models")
     make_input_folder(base / "input")
-    port = _free_port()
-    log_path = base / "comfyui.log"
-    command = [python, str(checkout / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-               "--base-directory", str(base), "--database-url", "sqlite:///:memory:", "--disable-api-nodes"]
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=checkout, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"ComfyUI exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
-            try:
-                _get_json(url + "/system_stats")
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"ComfyUI did not answer in {START_TIMEOUT} s:\n{log_path.read_text()[-4000:]}")
-                time.sleep(1)
-        yield {"url": url, "base": base, "log": log_path}
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with running_comfyui(base) as server:
+        yield server
 
 
 def test_startup_log_shows_kinema_loaded_cleanly(comfyui):
@@ -90,7 +46,7 @@ def test_startup_log_shows_kinema_loaded_cleanly(comfyui):
 
 
 def test_object_info_lists_every_node_with_its_inputs(comfyui):
-    info = _get_json(comfyui["url"] + "/object_info")
+    info = get_json(comfyui["url"] + "/object_info")
     for node_id, node_class in NODE_CLASS_MAPPINGS.items():
         assert node_id in info, f"{node_id} missing from /object_info"
         declared = node_class.INPUT_TYPES()

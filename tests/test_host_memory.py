@@ -1,0 +1,180 @@
+"""Kinema's models under ComfyUI's model manager, in a real ComfyUI on the CPU (issue 14):
+
+- after a Kinema run the manager lists the Kinema DiT (with its bytes on the device);
+- POST /free releases it: no longer listed, nothing of it left on the device;
+- a native model loaded after a Kinema run keeps its memory when Kinema loads again;
+- runs under --lowvram and --novram complete, with the streaming plan those flags ask for.
+
+What the manager holds is read through a probe route that only these tests install: a second custom node
+folder in the temporary base directory, reading comfy.model_management.current_loaded_models and Kinema's
+own list of its models (nodes/host.kinema_models).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from comfyui_server import get_json, link_pack, post_json, running_comfyui
+from tiny_model_folders import make_model_folders
+from workflow_cases import TINY_SETS
+from workflow_inputs import make_input_folder
+
+pytestmark = pytest.mark.host
+
+WORKFLOW = "wan21_t2v_1.3b"
+DIT_FILE = "wan2.1_t2v_1.3B_fp16.safetensors"
+NATIVE_VAE = "native_wan_2.1_vae.safetensors"
+WAIT = 120  # seconds for ComfyUI's prompt worker to act on /free
+
+PROBE = '''
+import sys
+from aiohttp import web
+from server import PromptServer
+import comfy.model_management as mm
+
+
+def _kinema_host():
+    for name, module in list(sys.modules.items()):
+        if name.endswith("nodes.host") and hasattr(module, "kinema_models"):
+            return module
+    return None
+
+
+@PromptServer.instance.routes.get("/kinema_probe/models")
+async def models(request):
+    loaded = [{"patcher": type(m.model).__name__, "class": type(m.model.model).__name__,
+               "loaded_bytes": int(m.model.loaded_size()), "size_bytes": int(m.model.model_size())}
+              for m in mm.current_loaded_models if m.model is not None]
+    host = _kinema_host()
+    return web.json_response({"loaded": loaded, "kinema": host.kinema_models() if host is not None else None})
+
+NODE_CLASS_MAPPINGS = {}
+'''
+
+
+def _native_vae(path: Path) -> None:
+    """A random Wan2.1 VAE at the released widths (ComfyUI's VAE loader builds those), 16-bit."""
+    from diffusers import AutoencoderKLWan
+    from safetensors.torch import save_file
+
+    from tiny_vae import official_state_dict
+
+    torch.manual_seed(0)
+    tensors = official_state_dict(AutoencoderKLWan(), "2.1")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in tensors.items()}, str(path))
+
+
+def _base(tmp_path_factory, name: str, native_vae: bool = False) -> Path:
+    base = tmp_path_factory.mktemp(name)
+    link_pack(base)
+    probe = base / "custom_nodes" / "kinema_memory_probe"
+    probe.mkdir()
+    (probe / "__init__.py").write_text(PROBE)
+    make_model_folders(base / "models")
+    make_input_folder(base / "input")
+    if native_vae:
+        _native_vae(base / "models" / "vae" / NATIVE_VAE)
+    return base
+
+
+@pytest.fixture(scope="module")
+def comfyui(tmp_path_factory):
+    # --cache-lru keeps earlier prompts' outputs (the native model) alive across prompts; by default ComfyUI
+    # drops the outputs of nodes the next prompt lacks, and the model with them.
+    with running_comfyui(_base(tmp_path_factory, "memory_base", native_vae=True), ["--cache-lru", "20"]) as server:
+        yield server
+
+
+def _probe(server) -> dict:
+    return get_json(server["url"] + "/kinema_probe/models")
+
+
+def _kinema(state: dict, name: str) -> list[dict]:
+    return [m for m in state["kinema"] if m["name"] == name]
+
+
+def _run_kinema(server, tmp_path, *sets: str) -> None:
+    from workflow_cases import tiny_workflow_file
+
+    args = [arg for s in (*TINY_SETS[WORKFLOW], *sets) for arg in ("--set", s)]
+    command = [sys.executable, "-m", "kinema", "submit", str(tiny_workflow_file(WORKFLOW, tmp_path)),
+               "--server", server["url"], "--output", str(tmp_path / "downloads"), "--timeout", "600", *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{done.stderr}\n--- ComfyUI log ---\n{server['log'].read_text()[-4000:]}"
+
+
+def _run_native_vae_decode(server) -> None:
+    """A native graph whose model the manager loads: VAELoader -> VAEDecode of an empty Wan latent."""
+    graph = {
+        "1": {"class_type": "VAELoader", "inputs": {"vae_name": NATIVE_VAE}},
+        "2": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 32, "height": 32, "length": 1,
+                                                                  "batch_size": 1}},
+        "3": {"class_type": "VAEDecode", "inputs": {"samples": ["2", 0], "vae": ["1", 0]}},
+        "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
+    }
+    prompt_id = post_json(server["url"] + "/prompt", {"prompt": graph})["prompt_id"]
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        history = get_json(server["url"] + f"/history/{prompt_id}")
+        if prompt_id in history:
+            status = history[prompt_id]["status"]
+            assert status["status_str"] == "success", f"{status}\n{server['log'].read_text()[-4000:]}"
+            return
+        time.sleep(0.5)
+    pytest.fail("the native VAE decode did not finish")
+
+
+def _wait_for(server, condition, what: str) -> dict:
+    deadline = time.monotonic() + WAIT
+    while True:
+        state = _probe(server)
+        if condition(state):
+            return state
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}; the manager holds: {state}")
+        time.sleep(0.5)
+
+
+def test_kinema_dit_is_listed_after_a_run_and_free_releases_it(comfyui, tmp_path):
+    # blocks_on_device=1: the kept block is a private copy "on the device" (the CPU here), so freeing is visible
+    _run_kinema(comfyui, tmp_path, "KinemaDiTLoader.blocks_on_device=1", "KinemaSampler.seed=11")
+    state = _probe(comfyui)
+    (dit,) = _kinema(state, DIT_FILE)
+    assert dit["listed"] and dit["class"] == "WanDiT" and dit["loaded_bytes"] > 0, state
+    assert any(m["patcher"] == "KinemaModelPatcher" and m["class"] == "WanDiT" for m in state["loaded"]), state
+    print(f"after a run: {dit}")
+
+    post_json(comfyui["url"] + "/free", {"unload_models": True})
+    state = _wait_for(comfyui, lambda s: not any(m["listed"] for m in s["kinema"]), "/free left Kinema models listed")
+    assert not any(m["class"] == "WanDiT" for m in state["loaded"]), state
+    assert all(m["loaded_bytes"] == 0 for m in state["kinema"]), state  # device copies freed
+    print(f"after /free: {_kinema(state, DIT_FILE)}")
+
+
+def test_native_model_keeps_its_memory_when_kinema_loads(comfyui, tmp_path):
+    _run_native_vae_decode(comfyui)
+    (native,) = [m for m in _probe(comfyui)["loaded"] if m["patcher"] == "ModelPatcher"]
+    assert native["loaded_bytes"] == native["size_bytes"] > 0, native
+    # a loader input the earlier runs did not use: the DiT loader runs again (and asks the manager for room)
+    _run_kinema(comfyui, tmp_path, "KinemaDiTLoader.blocks_on_device=0", "KinemaSampler.seed=12")
+    state = _probe(comfyui)
+    assert [m for m in state["loaded"] if m["patcher"] == "ModelPatcher"] == [native], state
+    assert [m["listed"] for m in _kinema(state, DIT_FILE) if m["loaded_bytes"] > 0] == [True], state
+    print(f"native model after Kinema loaded: {native}")
+
+
+@pytest.mark.parametrize("flag, plan", [("--lowvram", "1 of 1 blocks on cpu, none streamed"),
+                                        ("--novram", "0 of 1 blocks on cpu, 1 streamed from the memory-mapped file")])
+def test_runs_under_low_and_no_vram(tmp_path_factory, tmp_path, flag, plan):
+    with running_comfyui(_base(tmp_path_factory, flag.strip("-")), [flag]) as server:
+        _run_kinema(server, tmp_path)
+        log = server["log"].read_text()
+        assert plan in log, log[-4000:]
+        (dit,) = _kinema(_probe(server), DIT_FILE)
+        assert dit["listed"], dit
