@@ -9,7 +9,8 @@ from .types import DIT, DiTModel
 class KinemaLoRA:
     DESCRIPTION = ("Applies a LoRA (ComfyUI/kohya, diffusers/PEFT, musubi-tuner or lightx2v file) to a Wan DiT. "
                    "Chain nodes to stack LoRAs. For Wan2.2 A14B, put the high-noise LoRA on the high-noise DiT and "
-                   "the low-noise LoRA on the low-noise DiT (or the same LoRA on both).")
+                   "the low-noise LoRA on the low-noise DiT (or the same LoRA on both). As native ComfyUI, patches "
+                   "for layers this model lacks are skipped and named on the node.")
     CATEGORY = "Kinema/loaders"
     RETURN_TYPES = (DIT,)
     RETURN_NAMES = ("dit",)
@@ -28,14 +29,17 @@ class KinemaLoRA:
                 "mode": (list(MODES), {"default": "auto", "tooltip":
                     "merge: patched into the weights (fastest sampling). on_the_fly: added at each layer call, "
                     "base weights untouched (keeps fp8 weights exact). auto: on_the_fly for fp8 models, else merge."}),
-            }
+            },
+            "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
-    def apply(self, dit: DiTModel, lora_name: str, strength: float, mode: str):
-        from ..core.lora import apply_loras, load_lora
+    def apply(self, dit: DiTModel, lora_name: str, strength: float, mode: str, unique_id=None):
+        from ..core.lora import apply_loras, fit_lora, load_lora
 
         lora = load_lora(host.model_path("loras", lora_name))
-        return (DiTModel(apply_loras(dit.model, [(lora, strength)], mode), f"{dit.name} + {lora_name}"),)
+        fit = fit_lora(dit.model, lora)  # as native ComfyUI: layers this DiT lacks are skipped, and named
+        host.show_text(unique_id, fit.summary())
+        return (DiTModel(apply_loras(dit.model, [(fit.lora, strength)], mode), f"{dit.name} + {lora_name}"),)
 
 
 NODE_CLASS_MAPPINGS = {"KinemaLoRA": KinemaLoRA}

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from kinema.core.checkpoints.io import CheckpointError
 from kinema.core.dit import load_dit
-from kinema.core.lora import LoRALinear, apply_loras, load_lora, lora_from_tensors
+from kinema.core.lora import LoRALinear, apply_loras, fit_lora, load_lora, lora_from_tensors
 from tiny_dit import make_tiny_diffusers_dit, official_state_dict, reference_forward, save_tiny_dit, tiny_inputs
 from tiny_lora import (GLOBAL_LINEARS, block_modules, comfy_lora, lightx2v_extras, musubi_lora, official_to_diffusers,
                        peft_lora, random_patches)
@@ -209,3 +209,27 @@ def test_incomplete_or_mismatched_loras_are_refused(setup):
         apply_loras(ours, [(other, 1.0)])
     with pytest.raises(ValueError, match="unknown LoRA mode 'fused'"):
         apply_loras(ours, [], "fused")
+
+
+def test_extra_keys_are_skipped_and_named_the_rest_applies(setup, tmp_path):
+    """An I2V LoRA (image cross-attention k_img/v_img, image embedder) on a T2V model, as users apply Wan2.1
+    LoRAs to other Wan models: the layers the T2V DiT has take the patch, the others are named, as native ComfyUI."""
+    model, ours, inputs = setup
+    i2v = make_tiny_diffusers_dit("i2v_clip", seed=SEED)
+    image_layers = [f"blocks.{i}.cross_attn.{m}" for i in range(2) for m in ("k_img", "v_img")] + ["img_emb.proj.1"]
+    tensors = comfy_lora(random_patches(i2v, block_modules(i2v) + image_layers, seed=3))
+    full = write(tmp_path, "i2v.safetensors", tensors)
+    fitting = write(tmp_path, "t2v_part.safetensors",
+                    {k: v for k, v in tensors.items() if not any(f".{m}." in k for m in image_layers)})
+    reference = fresh_reference()
+    diffusers_load(reference, fitting, "t2v_part")  # diffusers' own loading of just the layers a T2V model has
+    expected = reference_forward(reference, inputs)
+    lora = load_lora(full)
+    fit = fit_lora(ours, lora)
+    assert fit.skipped == tuple(image_layers) and len(fit.lora) == len(block_modules(model))
+    assert "skipped 5 this DiT has no layer for" in fit.summary() and "blocks.0.cross_attn.k_img" in fit.summary()
+    for mode in MODES:
+        assert relative_error(apply_loras(ours, [(lora, 1.0)], mode)(**inputs), expected) < 1e-4
+    image_only = lora_from_tensors({k: v for k, v in tensors.items() if "_img." in k or "img_emb" in k}, "img.pt")
+    with pytest.raises(CheckpointError, match=r"img\.pt: none of this LoRA's 5 patches names a layer of the DiT"):
+        apply_loras(ours, [(image_only, 1.0)])

@@ -27,6 +27,9 @@ def folder(tmp_path_factory):
     save_file(comfy_lora(random_patches(model, block_modules(model), seed=1)), str(root / "loras" / "a.safetensors"))
     save_file(musubi_lora(random_patches(model, block_modules(model), alpha=2.0, seed=2)),
               str(root / "loras" / "b.safetensors"))
+    i2v = make_tiny_diffusers_dit("i2v_clip", num_layers=1)  # the same block widths, plus image attention
+    save_file(comfy_lora(random_patches(i2v, [*block_modules(i2v), "blocks.0.cross_attn.k_img"], seed=3)),
+              str(root / "loras" / "i2v.safetensors"))
     save_file({"lora_unet_input_blocks_1_0_emb_layers_1.lora_down.weight": torch.zeros(4, 8)},
               str(root / "loras" / "sdxl.safetensors"))
     host.configure(models=[root])
@@ -36,7 +39,7 @@ def folder(tmp_path_factory):
 
 def test_lora_node_lists_the_loras_folder(folder):
     names = KinemaLoRA.INPUT_TYPES()["required"]["lora_name"][0]
-    assert names == ["a.safetensors", "b.safetensors", "sdxl.safetensors"]
+    assert names == ["a.safetensors", "b.safetensors", "i2v.safetensors", "sdxl.safetensors"]
 
 
 def test_chained_lora_nodes_stack_and_leave_the_input_alone(folder):
@@ -57,6 +60,13 @@ def test_auto_mode_keeps_fp8_weights_on_the_fly(folder):
     assert isinstance(q, LoRALinear) and q.base.weight.dtype == torch.float8_e4m3fn
     merged = KinemaLoRA().apply(folder["fp32"], "a.safetensors", 1.0, "auto")[0].model
     assert not isinstance(merged.blocks[0].self_attn.q, LoRALinear)
+
+
+def test_lora_node_applies_what_fits_and_names_the_skipped_layers(folder, caplog):
+    with caplog.at_level("INFO", logger="kinema"):
+        patched = KinemaLoRA().apply(folder["fp32"], "i2v.safetensors", 1.0, "on_the_fly", unique_id="7")[0].model
+    assert "applied 10 patch(es), skipped 1" in caplog.text and "blocks.0.cross_attn.k_img" in caplog.text
+    assert isinstance(patched.blocks[0].cross_attn.k, LoRALinear)
 
 
 def test_lora_node_errors_name_the_file(folder):

@@ -13,7 +13,8 @@ the fly only: their blocks cannot hold a patched weight without requantising it.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 import torch
@@ -26,6 +27,7 @@ from ..layers import Linear, cast_like
 from .loader import LoRA, LowRank
 
 MODES = ("auto", "merge", "on_the_fly")
+log = logging.getLogger("kinema")
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,10 @@ class LoRALinear(nn.Module):
 def apply_loras(dit: nn.Module, loras: Sequence[tuple[LoRA, float]], mode: str = "auto") -> nn.Module:
     """A copy of `dit` with each (lora, strength) applied; `dit` itself is left unchanged.
 
+    As native ComfyUI, every patch whose layer this DiT has is applied and the others are skipped
+    and logged (`fit_lora` names them); a LoRA whose layers clash in shape, or of which nothing fits,
+    is refused.
+
     mode "auto": on the fly when the DiT holds fp8 weights (a LoRA delta is small next to the
     weight, and requantising to fp8's 3 mantissa bits would round much of it away), else merged.
     """
@@ -86,8 +92,11 @@ def apply_loras(dit: nn.Module, loras: Sequence[tuple[LoRA, float]], mode: str =
     if mode == "merge" and gguf:
         raise ValueError("this DiT was loaded from a GGUF file: its weights stay quantised, so LoRAs apply on the "
                          "fly; choose mode 'auto' or 'on_the_fly'")
-    for lora, _ in loras:
-        _check_fits(dit, lora)
+    fits = [fit_lora(dit, lora) for lora, _ in loras]
+    for fit in fits:
+        if fit.skipped:
+            log.warning("Kinema: %s", fit.summary())
+    loras = [(fit.lora, strength) for fit, (_, strength) in zip(fits, loras)]
     out = _shared_copy(dit)
     for lora, strength in loras:
         if strength == 0:
@@ -109,35 +118,70 @@ def apply_loras(dit: nn.Module, loras: Sequence[tuple[LoRA, float]], mode: str =
     return out
 
 
-# --- checks ---------------------------------------------------------------------------------
+# --- which patches fit -----------------------------------------------------------------------
 
-def _check_fits(dit: nn.Module, lora: LoRA) -> None:
+@dataclass(frozen=True)
+class LoRAFit:
+    """The part of a LoRA a DiT has layers for, and the patches it has none for (in file order)."""
+
+    lora: LoRA  # only the patches that apply
+    skipped: tuple[str, ...]  # official names of patched layers/tensors this DiT lacks
+
+    def summary(self) -> str:
+        """One line for the log and the node: what was applied and what was skipped."""
+        applied = f"{self.lora.source}: applied {len(self.lora)} patch(es)"
+        if not self.skipped:
+            return applied
+        shown = ", ".join(self.skipped[:_SHOWN_SKIPPED]) + (" ..." if len(self.skipped) > _SHOWN_SKIPPED else "")
+        return (f"{applied}, skipped {len(self.skipped)} this DiT has no layer for (e.g. an I2V LoRA's image "
+                f"attention on a T2V model): {shown}")
+
+
+_SHOWN_SKIPPED = 8
+
+
+def fit_lora(dit: nn.Module, lora: LoRA) -> LoRAFit:
+    """Splits `lora` into the patches `dit` has a layer for and the names of the others.
+
+    A patch for a layer the DiT lacks is skipped (as native ComfyUI does). A patch whose layer exists
+    with another shape means the LoRA was made for another model size: that, or a LoRA of which
+    nothing fits, is a CheckpointError naming the layers.
+    """
     modules = dict(dit.named_modules())
     tensors = {**dict(dit.named_parameters()), **dict(dit.named_buffers())}
-    problems = []
+    clashes, skipped, low_rank, diffs = [], [], {}, {}
     for name, patch in lora.low_rank.items():
         module = modules.get(name)
         if module is None or not _is_linear(module):
-            problems.append(f"{name} (no such linear layer in this DiT)")
+            skipped.append(name)
             continue
         out_features, in_features = _base(module).out_features, _base(module).in_features
         if patch.down.shape[1] != in_features or patch.up.shape[0] != out_features:
-            problems.append(f"{name} (LoRA [{patch.up.shape[0]} x {patch.down.shape[1]}], layer "
-                            f"[{out_features} x {in_features}])")
+            clashes.append(f"{name} (LoRA [{patch.up.shape[0]} x {patch.down.shape[1]}], layer "
+                           f"[{out_features} x {in_features}])")
+        low_rank[name] = patch
     for name, diff in lora.diffs.items():
         target = tensors.get(_unwrapped(name, modules))
         if target is None:
-            problems.append(f"{name} (no such tensor in this DiT)")
-        elif tuple(diff.shape) != tuple(target.shape):
-            problems.append(f"{name} (patch {tuple(diff.shape)}, tensor {tuple(target.shape)})")
-    if problems:
-        config = getattr(dit, "config", None)
-        model = f" ({config.preset})" if getattr(config, "preset", None) else ""
+            skipped.append(name)
+            continue
+        if tuple(diff.shape) != tuple(target.shape):
+            clashes.append(f"{name} (patch {tuple(diff.shape)}, tensor {tuple(target.shape)})")
+        diffs[name] = diff
+    config = getattr(dit, "config", None)
+    model = f" ({config.preset})" if getattr(config, "preset", None) else ""
+    if clashes:
         raise CheckpointError(
-            f"{lora.source}: this LoRA does not fit the DiT{model}: {len(problems)} layer(s) differ, first: "
-            f"{problems[:5]}. It was trained for another Wan model (e.g. 1.3B vs 14B, or an I2V LoRA on a T2V "
-            f"model); pick the LoRA made for this model"
+            f"{lora.source}: this LoRA does not fit the DiT{model}: {len(clashes)} layer(s) differ in shape, first: "
+            f"{clashes[:5]}. It was trained for another Wan model size (e.g. 1.3B vs 14B, or Wan2.2 TI2V-5B); pick "
+            f"the LoRA made for this model"
         )
+    if len(lora) and not (low_rank or diffs):
+        raise CheckpointError(
+            f"{lora.source}: none of this LoRA's {len(lora)} patches names a layer of the DiT{model} (first: "
+            f"{skipped[:5]}); it was made for another model: pick the LoRA made for this one"
+        )
+    return LoRAFit(replace(lora, low_rank=low_rank, diffs=diffs), tuple(skipped))
 
 
 def _unwrapped(name: str, modules: dict) -> str:
