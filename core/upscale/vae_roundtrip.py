@@ -66,7 +66,8 @@ class StreamingEncoder:
         for piece in pieces:
             with torch.inference_mode():
                 raw = self.stream(piece.to(self.vae.device, self.vae.dtype), self.vae.network.encode_chunk)
-            latents.append((raw.float() - self.mean) / self.std)
+            # the VAE may have moved since construction (ComfyUI moves it onto the GPU only while it runs)
+            latents.append((raw.float() - self.mean.to(raw.device)) / self.std.to(raw.device))
         return torch.cat(latents, dim=2)
 
 
