@@ -133,10 +133,20 @@ def _source_frames(video: str, step: int) -> list:
     return [cv2.resize(frame, FOOTAGE_SOURCE, interpolation=cv2.INTER_AREA) for frame in iter_video_frames(video, step)]
 
 
+def _camera_key(case: footage.FootageCase, frames: int, canvas: tuple) -> str:
+    """A short digest of the case's camera path, so a cached pose is not reused after the case changes."""
+    import hashlib
+
+    times = np.linspace(0.0, 1.0, frames) if frames > 1 else np.zeros(1)
+    cameras = [case.camera] + ([case.second] if case.second is not None else [])
+    path = np.stack([footage.matrix(camera, t, FOOTAGE_SOURCE, canvas) for camera in cameras for t in times])
+    return hashlib.sha1(np.round(path, 4).tobytes()).hexdigest()[:10]
+
+
 def footage_pose(source: list, case: footage.FootageCase, fps: float, cache: Path | None = None,
                  canvas: tuple = FOOTAGE_CANVAS) -> PoseSequence:
     """The pose MediaPipe finds in the case's pictures (read from `cache` when extracted before)."""
-    stored = None if cache is None else cache / f"{case.name}_{len(source)}_{canvas[0]}x{canvas[1]}.npz"
+    stored = None if cache is None else cache / f"{case.name}_{len(source)}_{canvas[0]}x{canvas[1]}_{_camera_key(case, len(source), canvas)}.npz"
     if stored is not None and stored.is_file():
         data = np.load(stored)
         return PoseSequence(data["body"], data["hands"], data["face"], *canvas, fps=fps, source=f"mediapipe {case.name}")

@@ -156,3 +156,29 @@ def test_a_limb_drawn_across_the_picture_is_dropped_before_cleaning(source):
     np.testing.assert_array_equal(cleaned.body[kept], source.body[kept])  # nothing else is touched
     assert clean(source.replace(body=body), CleanSettings(smooth=False, max_gap=0, drop_implausible=False)
                  ).body[20, wrist, 2] > 0
+
+
+def test_single_detector_jumping_to_someone_else_is_cut_out(source):
+    """MediaPipe reports one person per frame; when it jumps to the small second person, those frames go."""
+    from kinema.core.pose.people import follow
+
+    main, other = footage.case_people(source, footage.case_named("second_person"), CANVAS)
+    jumped = slice(20, 26)
+    parts = {name: getattr(main, name).copy() for name in ("body", "hands", "face")}
+    for name in parts:
+        parts[name][jumped] = getattr(other, name)[jumped]
+    followed, choice = follow(main.replace(**parts))
+    assert not (followed.body[jumped, :, 2] > 0).any()
+    keep = np.r_[0:20, 26:FRAMES]
+    np.testing.assert_array_equal(followed.body[keep], main.body[keep])
+    assert choice.people_seen == 2 and choice.frames_with_person == FRAMES - 6
+
+
+def test_node_message_for_a_close_up(source):
+    from kinema.core.pose.retarget import describe
+
+    driving, _ = _case_pose(source, footage.case_named("push_in_closeup"))
+    moved, report = retarget_with_report(driving, _photos()["half_body"])
+    text = describe(driving, moved, report)
+    assert text.startswith("upper body only; anchored on neck"), text
+    assert "camera zoom" in text and "hands missing in" in text, text

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .types import BODY, LEFT, RIGHT, PoseSequence
+from .types import BODY, BODY_NAMES, LEFT, RIGHT, PoseSequence
 from .zoom import estimate_zoom, high_pass
 
 # (parent, child) body indices, parents always listed before their children: a tree from the neck.
@@ -222,6 +222,7 @@ class RetargetReport:
     zoom_range: tuple[float, float]
     anchor: str
     motion: str
+    left_out: tuple = ()  # names of joints the video shows but the photo does not (never drawn)
 
 
 class _Motion:
@@ -368,7 +369,8 @@ def retarget_with_report(driving: PoseSequence, reference: PoseSequence,
                             video_path=driving.video_path)
     report = RetargetReport(frames, anchors, grounded, face_pinned, rejected, out_body + out_hands + out_face,
                             (float(calibration.zoom.min()), float(calibration.zoom.max())), calibration.anchor,
-                            settings.motion)
+                            settings.motion, tuple(BODY_NAMES[j] for j in np.flatnonzero(~calibration.joints &
+                                                                                         body_seen.any(axis=0))))
     return moved, report
 
 
@@ -404,6 +406,13 @@ def retarget(driving: PoseSequence, reference: PoseSequence, settings: RetargetS
     return retarget_with_report(driving, reference, settings)[0]
 
 
+REGION = {name: region for region, names in (
+    ("head", ("Nose", "REye", "LEye", "REar", "LEar")), ("neck", ("Neck",)),
+    ("arms", ("RShoulder", "LShoulder", "RElbow", "LElbow", "RWrist", "LWrist")),
+    ("hips", ("RHip", "LHip")), ("legs", ("RKnee", "LKnee", "RAnkle", "LAnkle", "LToe", "RToe")))
+    for name in names}
+
+
 def _share(mask: np.ndarray) -> str:
     return f"{100 * float(np.mean(mask)):.0f}%"
 
@@ -430,6 +439,9 @@ def describe(driving: PoseSequence, moved: PoseSequence, report: RetargetReport,
                (report.face_pinned if name == "face" else False)) for name, joints in groups]
     pinned.append(("ground under the feet", report.ground))
     used = [f"{name} ({_share(mask)})" for name, mask in pinned if mask.mean() >= 0.02]
+    if report.left_out:
+        regions = sorted({REGION[name] for name in report.left_out}, key=list(REGION.values()).index)
+        coverage += f" ({' and '.join(regions)} not drawn: the photo does not show them)"
     parts = [coverage, f"anchored on {', '.join(used) if used else 'nothing (no person found)'}"]
     hands = (moved.hands[..., 2] > 0).any(axis=2)  # [N, 2]
     missing = ~hands
