@@ -23,3 +23,20 @@ def dit_cases(rank, cases):
             split = dit(**kwargs)
         errors[name] = relative_error(split, whole)
     return errors
+
+
+def fsdp_cases(rank, path, inputs):
+    """FSDP2 over the world, alone and with Ulysses: (local parameter share, error vs the whole model) each."""
+    from kinema.core.dit import load_dit
+    from kinema.core.parallel import ParallelPlan, parallelize, start
+    from kinema.core.parallel.fsdp import local_parameter_count
+
+    results = {}
+    for plan in ("cfg=2,fsdp", "ulysses=2,fsdp"):  # a plain DiT call: both cfg ranks run it whole
+        dit = load_dit(path)
+        total = local_parameter_count(dit)
+        with torch.no_grad():
+            whole = dit(**inputs)
+            parallelize(dit, start(ParallelPlan.parse(plan)))
+            results[plan] = (local_parameter_count(dit) / total, relative_error(dit(**inputs), whole))
+    return results
