@@ -28,7 +28,8 @@ class KinemaLoRA:
                     "How strongly the LoRA applies (1.0 = as trained; 0 turns it off)."}),
                 "mode": (list(MODES), {"default": "auto", "tooltip":
                     "merge: patched into the weights (fastest sampling). on_the_fly: added at each layer call, "
-                    "base weights untouched (keeps fp8 weights exact). auto: on_the_fly for fp8 models, else merge."}),
+                    "base weights untouched (keeps fp8 weights exact; the only mode for GGUF models). auto: on_the_fly "
+                    "for fp8 and GGUF models, else merge."}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
