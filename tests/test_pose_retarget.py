@@ -5,37 +5,15 @@ import numpy as np
 import pytest
 
 from kinema.core.pose.retarget import BONES, RetargetError, RetargetSettings, calibrate, retarget
+from kinema.core.pose.synthetic import REST_ANGLES, bone_lengths, skeleton
 from kinema.core.pose.types import BODY, LEFT, RIGHT, PoseSequence
 
 FRAMES = 24
 NECK = BODY["Neck"]
 
 
-def _lengths(scale: float, arm: float = 1.0, leg: float = 1.0) -> dict:
-    """Symmetric bone lengths in pixels; `arm` / `leg` change the proportions, `scale` the size."""
-    base = {(1, 2): 40, (2, 3): 60 * arm, (3, 4): 55 * arm, (1, 8): 120, (8, 9): 90 * leg, (9, 10): 85 * leg,
-            (10, 19): 25, (1, 0): 45, (0, 14): 12, (14, 16): 14}
-    mirror = {(1, 5): (1, 2), (5, 6): (2, 3), (6, 7): (3, 4), (1, 11): (1, 8), (11, 12): (8, 9), (12, 13): (9, 10),
-              (13, 18): (10, 19), (0, 15): (0, 14), (15, 17): (14, 16)}
-    base.update({bone: base[twin] for bone, twin in mirror.items()})
-    return {bone: length * scale for bone, length in base.items()}
-
-
-REST_ANGLES = {  # degrees, image coordinates (y down): a standing person facing the camera
-    (1, 2): 180, (2, 3): 100, (3, 4): 95, (1, 5): 0, (5, 6): 80, (6, 7): 85,
-    (1, 8): 100, (8, 9): 90, (9, 10): 90, (10, 19): 150, (1, 11): 80, (11, 12): 90, (12, 13): 90, (13, 18): 30,
-    (1, 0): -90, (0, 14): -150, (14, 16): 180, (0, 15): -30, (15, 17): 0,
-}
-
-
-def _skeleton(neck, lengths: dict, angles: dict) -> np.ndarray:
-    body = np.zeros((20, 3), np.float32)
-    body[NECK] = (*neck, 1.0)
-    for bone in BONES:
-        parent, child = bone
-        theta = np.radians(angles[bone])
-        body[child] = (*(body[parent, :2] + lengths[bone] * np.array([np.cos(theta), np.sin(theta)])), 1.0)
-    return body
+_lengths = bone_lengths  # symmetric bone lengths in pixels; `arm` / `leg` change the proportions
+_skeleton = skeleton
 
 
 def _hands_at(body: np.ndarray, size: float) -> np.ndarray:
