@@ -228,12 +228,16 @@ def wan22_ti2v_5b(g: Graph) -> None:
     g.add("KinemaDecodeToVideo", vae=vae, samples=samples, fps=24, filename_prefix="kinema/wan22_ti2v_5b")
 
 
+def _a14b_experts(g: Graph, task: str) -> tuple[Node, Node]:
+    """Wan2.2 A14B's two expert DiTs ("t2v" or "i2v"), ComfyUI's fp8 files."""
+    return tuple(g.add("KinemaDiTLoader", f"DiT {expert} noise", weight_dtype="default", attention="sdpa",
+                       model_name=f"wan2.2_{task}_{expert}_noise_14B_fp8_scaled.safetensors")
+                 for expert in ("high", "low"))
+
+
 @example("wan22_t2v_a14b")
 def wan22_t2v_a14b(g: Graph) -> None:
-    high = g.add("KinemaDiTLoader", "DiT high noise", model_name="wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
-                 weight_dtype="default", attention="sdpa")
-    low = g.add("KinemaDiTLoader", "DiT low noise", model_name="wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",
-                weight_dtype="default", attention="sdpa")
+    high, low = _a14b_experts(g, "t2v")
     vae = g.add("KinemaVAELoader", vae_name="wan_2.1_vae.safetensors", dtype="default")
     conditioning = _text(g)
     latent = g.add("KinemaEmptyLatent", vae=vae, aspect_ratio="16:9", width=1280, height=720, frames=81,
@@ -247,10 +251,7 @@ def wan22_t2v_a14b(g: Graph) -> None:
 
 @example("wan22_t2v_a14b_4step_lora")
 def wan22_t2v_a14b_4step_lora(g: Graph) -> None:
-    high = g.add("KinemaDiTLoader", "DiT high noise", model_name="wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
-                 weight_dtype="default", attention="sdpa")
-    low = g.add("KinemaDiTLoader", "DiT low noise", model_name="wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",
-                weight_dtype="default", attention="sdpa")
+    high, low = _a14b_experts(g, "t2v")
     # lightx2v's 4-step distillation: each expert gets its own LoRA (on the fly over fp8 weights in 'auto').
     high = g.add("KinemaLoRA", "LoRA high noise", dit=high, strength=1.0, mode="auto",
                  lora_name="wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors")
@@ -321,10 +322,7 @@ def wan21_flf2v_14b_720p(g: Graph) -> None:
 
 @example("wan22_i2v_a14b")
 def wan22_i2v_a14b(g: Graph) -> None:
-    high = g.add("KinemaDiTLoader", "DiT high noise", model_name="wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors",
-                 weight_dtype="default", attention="sdpa")
-    low = g.add("KinemaDiTLoader", "DiT low noise", model_name="wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors",
-                weight_dtype="default", attention="sdpa")
+    high, low = _a14b_experts(g, "i2v")
     vae = g.add("KinemaVAELoader", vae_name="wan_2.1_vae.safetensors", dtype="default")
     conditioning = _text(g, I2V_PROMPT)
     start = g.add("KinemaLoadImage", "Start image", image="first_frame.png")
