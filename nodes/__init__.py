@@ -59,3 +59,7 @@ def _register(stage: str) -> None:
 
 for _stage in STAGES:
     _register(_stage)
+
+from .folders import register_demo_folders  # noqa: E402  (after the nodes: their lists are read lazily)
+
+register_demo_folders()

@@ -15,6 +15,8 @@ import pytest
 import torch
 
 import kinema
+from comfyui_server import get_json, running_comfyui
+from kinema.core.video import read_video
 from tiny_model_folders import model_root  # noqa: F401  (fixture)
 from tiny_vae import official_state_dict
 
@@ -62,3 +64,23 @@ def test_native_vae_nodes_and_kinema_share_the_latent_convention(models):
     assert result["refine_max_diff"] <= 1e-4, result  # native VAEEncode -> KinemaSampler at denoise 0.6
     assert result["refine_vs_api_max_diff"] <= 1e-4, result  # == the Python API's normalised path
     assert result["refine_vs_fresh_max_diff"] > 1e-2, "denoise 0.6 ignored the input latent"
+
+
+@pytest.mark.parametrize("name", ["demo_t2v"])
+def test_demo_runs_in_a_fresh_comfyui_with_nothing_copied(tmp_path, name):
+    """custom_nodes/ holds only the link to the pack and models/ nothing: the pack registers demo_model/'s folders."""
+    base = tmp_path / "comfyui"
+    (base / "custom_nodes").mkdir(parents=True)
+    (base / "custom_nodes" / "kinema").symlink_to(REPO, target_is_directory=True)
+    with running_comfyui(base) as url:
+        info = get_json(url + "/object_info/KinemaDiTLoader")["KinemaDiTLoader"]
+        assert "kinema_demo_dit.safetensors" in info["input"]["required"]["model_name"][0]
+        command = [sys.executable, "-m", "kinema", "submit", str(REPO / "workflows" / f"{name}_api.json"),
+                   "--server", url, "--output", str(tmp_path / "downloads"), "--timeout", "600"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{done.stderr}\n--- ComfyUI log ---\n{(base / 'comfyui.log').read_text()[-4000:]}"
+    written = list((base / "output").rglob("*.mp4"))
+    assert len(written) == 1 and written[0].stat().st_size > 0, written
+    assert not list((base / "models").rglob("*.safetensors")), "nothing may be copied into ComfyUI's models"
+    video = read_video(written[0])
+    assert (video.frame_count, video.frames.shape[1], video.frames.shape[2], video.fps) == (17, 64, 64, 16)
