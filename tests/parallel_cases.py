@@ -40,3 +40,65 @@ def fsdp_cases(rank, path, inputs):
             parallelize(dit, start(ParallelPlan.parse(plan)))
             results[plan] = (local_parameter_count(dit) / total, relative_error(dit(**inputs), whole))
     return results
+
+
+class Cancel:
+    """A progress check that stops the run at its n-th call (rank 0's host pressing interrupt)."""
+
+    def __init__(self, at: int):
+        self.at, self.calls = at, 0
+
+    def __call__(self):
+        from kinema.core.progress import Cancelled
+
+        self.calls += 1
+        if self.calls >= self.at:
+            raise Cancelled("stop")
+
+
+def sampling_cases(rank, high_path, low_path, plans, cases, interrupt_at):
+    """Every case sampled in one process, then under each plan (plan -> names of its cases):
+    {plan: {case: (error, same evaluated steps)}}, plus each plan's interrupt outcome (stopped?, DiT calls)."""
+    import torch.distributed as dist
+
+    from kinema.core.cache.step_cache import StepCacheSettings
+    from kinema.core.dit import load_dit
+    from kinema.core.parallel import ParallelPlan, activated, start
+    from kinema.core.progress import Cancelled, Progress
+    from kinema.core.sampling.long_video import LongVideoSettings
+    from kinema.core.sampling.pipeline import sample
+    from kinema.core.sampling.settings import SamplerSettings
+
+    models = {"high": load_dit(high_path), "low": load_dit(low_path)}
+    calls = []
+    for tag, model in models.items():
+        model.register_forward_pre_hook(lambda _m, args, tag=tag: calls.append((tag, float(args[1].max()))))
+    g = torch.Generator().manual_seed(3)
+    positive, negative = [torch.randn(11, 64, generator=g)], [torch.randn(6, 64, generator=g)]
+
+    def run(case, text=positive, progress=None):
+        calls.clear()
+        out = sample(models["high"], text, negative, settings=SamplerSettings(**case["settings"]),
+                     shape=case.get("shape", (1, 16, 3, 6, 10)),
+                     dit_low_noise=models["low"] if case.get("experts") else None,
+                     step_cache=StepCacheSettings(**case["cache"]) if "cache" in case else None,
+                     long_video=LongVideoSettings(**case["long"]) if "long" in case else None, progress=progress)
+        return out, [c for i, c in enumerate(calls) if i == 0 or c != calls[i - 1]]  # evaluated steps, in order
+
+    whole = {name: run(case) for name, case in cases.items()}
+    results = {}
+    for plan, names in plans.items():
+        with activated(start(ParallelPlan.parse(plan))):
+            # Ranks other than 0 hold a different prompt: the run must use rank 0's.
+            text = positive if dist.get_rank() == 0 else [positive[0] + 1]
+            results[plan] = {}
+            for name in names:
+                out, steps = run(cases[name], text)
+                results[plan][name] = (relative_error(out, whole[name][0]), steps == whole[name][1])
+            stop = Progress(check_cancel=Cancel(interrupt_at) if dist.get_rank() == 0 else None)
+            try:
+                run(cases[names[0]], text, stop)
+                results[plan]["interrupt"] = (False, len(calls))
+            except Cancelled:
+                results[plan]["interrupt"] = (True, len(calls))
+    return results

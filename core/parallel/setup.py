@@ -14,6 +14,7 @@ def parallelize(dit: nn.Module, run: ParallelRun) -> nn.Module:
     """Split every call's tokens over the run's `sequence` axis (Ulysses or ring) and, with `fsdp`, shard
     each block's weights over all ranks. Returns `dit`, changed in place."""
     plan = run.plan
+    dit.sequence_split = None
     if plan.sequence > 1:
         if getattr(dit, "sequence_split", "absent") == "absent":
             raise ValueError(f"{type(dit).__name__} has no sequence-parallel support; only Kinema's Wan DiTs do")
