@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-ROUNDS = 6  # alternations; converges in two or three on real footage
+ROUNDS = 8  # alternations of each kind
 TYPICAL_PERCENTILE = 75  # a bone's own length: foreshortening only shortens, so take the upper part
-MEDIAN_WINDOW = 5  # frames: removes one- and two-frame detector outliers before smoothing
+ROBUST_ROUNDS = 2  # bisquare re-weightings: one- and two-frame detector outliers stop counting
+ROBUST_FLOOR = 0.005  # log-zoom residuals below this (0.5 %) are never treated as outliers
 SMOOTH_SECONDS = 0.3  # Gaussian sigma of the local-linear fit
 MIN_MEASURES = 3  # a frame showing fewer lengths than this says too little about the zoom
 BRIDGE_SECONDS = 0.5  # gaps up to this long are bridged; longer ones split the clip into separate shots
@@ -27,24 +28,37 @@ def _fill(series: np.ndarray) -> np.ndarray:
     return np.interp(np.arange(len(series)), known, series[known])
 
 
-def _running_median(series: np.ndarray, window: int) -> np.ndarray:
-    half = window // 2
-    padded = np.pad(series, half, mode="edge")
-    return np.median(np.lib.stride_tricks.sliding_window_view(padded, window), axis=1)
+def local_linear(series: np.ndarray, sigma: float, robust_rounds: int = 0) -> np.ndarray:
+    """Zero-phase Gaussian-weighted local-linear fit of `[N]` (reproduces straight lines exactly).
 
-
-def local_linear(series: np.ndarray, sigma: float) -> np.ndarray:
-    """Zero-phase Gaussian-weighted local-linear fit of `[N]` (reproduces straight lines exactly)."""
+    The weights are cut at 4 sigma, so a long clip costs N x window, not N x N. With
+    `robust_rounds`, samples far from the fit are down-weighted and the fit repeated (Cleveland's
+    LOWESS bisquare), so a few bad frames do not bend it, even at the ends of the clip.
+    """
     n = len(series)
+    series = series.astype(np.float64)
     if n < 3 or sigma <= 0:
-        return series.copy()
-    t = np.arange(n, dtype=np.float64)
-    offsets = t[None, :] - t[:, None]  # [N, N]
-    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
-    s0, s1, s2 = weights.sum(1), (weights * offsets).sum(1), (weights * offsets ** 2).sum(1)
-    y0, y1 = weights @ series, (weights * offsets) @ series
-    determinant = s0 * s2 - s1 ** 2
-    return np.where(determinant > 1e-9, (s2 * y0 - s1 * y1) / np.maximum(determinant, 1e-9), y0 / s0)
+        return series
+    reach = int(np.ceil(4 * sigma))
+    offsets = np.arange(-reach, reach + 1, dtype=np.float64)  # [W]
+    kernels = [np.exp(-0.5 * (offsets / sigma) ** 2) * offsets ** k for k in range(3)]
+
+    def window_sum(values: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+        # out[i] = sum over d of values[i + d] * kernel[d] (zero beyond the ends)
+        return np.convolve(values, kernel[::-1], mode="full")[reach:reach + n]
+
+    trust = np.ones(n)
+    for round_ in range(robust_rounds + 1):
+        s0, s1, s2 = (window_sum(trust, kernel) for kernel in kernels)
+        y0, y1 = window_sum(trust * series, kernels[0]), window_sum(trust * series, kernels[1])
+        determinant = s0 * s2 - s1 ** 2
+        fit = np.where(determinant > 1e-9, (s2 * y0 - s1 * y1) / np.maximum(determinant, 1e-9),
+                       y0 / np.maximum(s0, 1e-12))
+        if round_ < robust_rounds:
+            residual = series - fit
+            spread = max(float(np.median(np.abs(residual))), ROBUST_FLOOR)
+            trust = np.clip(1 - (residual / (6 * spread)) ** 2, 0, None) ** 2
+    return fit
 
 
 def _smooth_runs(log_zoom: np.ndarray, fps: float) -> np.ndarray:
@@ -60,9 +74,7 @@ def _smooth_runs(log_zoom: np.ndarray, fps: float) -> np.ndarray:
     out = np.full_like(log_zoom, np.nan)
     for run in np.split(indices, breaks + 1):
         start, end = run[0], run[-1] + 1
-        segment = _fill(log_zoom[start:end])
-        window = min(MEDIAN_WINDOW, len(segment) // 2 * 2 + 1)
-        out[start:end] = local_linear(_running_median(segment, window), SMOOTH_SECONDS * fps)
+        out[start:end] = local_linear(_fill(log_zoom[start:end]), SMOOTH_SECONDS * fps, ROBUST_ROUNDS)
     nearest = indices[np.abs(np.arange(len(log_zoom))[:, None] - indices[None, :]).argmin(axis=1)]
     return np.where(np.isfinite(out), out, out[nearest])
 
@@ -82,10 +94,12 @@ def estimate_zoom(lengths: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows and columns are expected
         typical = np.nanmedian(logs, axis=0)  # [M]
-        for _ in range(ROUNDS):
-            log_zoom = np.nanmedian(logs - typical, axis=1)  # [N]
+        # Means first (they converge to the least-squares split from any start), then medians, which
+        # settle on the majority of unshortened lengths and ignore the foreshortened ones.
+        for average in (np.nanmean,) * ROUNDS + (np.nanmedian,) * ROUNDS:
+            log_zoom = average(logs - typical, axis=1)  # [N]
             log_zoom -= np.nanmedian(log_zoom)
-            typical = np.nanmedian(logs - log_zoom[:, None], axis=0)
+            typical = average(logs - log_zoom[:, None], axis=0)
         log_zoom[np.isfinite(logs).sum(axis=1) < MIN_MEASURES] = np.nan
         log_zoom = _smooth_runs(log_zoom, fps)
         typical = np.nanpercentile(logs - log_zoom[:, None], TYPICAL_PERCENTILE, axis=0)
