@@ -302,14 +302,21 @@ def leave_device(handle) -> None:
 
 def kinema_models() -> list[dict]:
     """Kinema's models the manager knows now or knew (alive), for diagnostics: name, bytes on the device,
-    whether the manager lists them as loaded."""
+    whether the manager lists them as loaded; for a streamed DiT the bytes of its blocks on the device and
+    how often its kept blocks were copied there (set-up, then once per expert switch)."""
     if not in_comfyui():
         return []
     mm = _comfy("comfy.model_management")
     listed = {id(m.model) for m in mm.current_loaded_models}
-    return [{"name": p.kinema_name, "class": type(p.model).__name__, "listed": id(p) in listed,
-             "loaded_bytes": int(p.loaded_size()), "size_bytes": int(p.model_size()),
-             "device": str(p.residency.device)} for p in list(_PATCHERS)]
+    report = []
+    for p in list(_PATCHERS):
+        streamer = getattr(p.residency, "streamer", None)  # a block-streamed DiT
+        report.append({"name": p.kinema_name, "class": type(p.model).__name__, "listed": id(p) in listed,
+                       "loaded_bytes": int(p.loaded_size()), "size_bytes": int(p.model_size()),
+                       "device": str(p.residency.device),
+                       "block_bytes": None if streamer is None else streamer.device_bytes(),
+                       "block_onloads": None if streamer is None else streamer.onloads})
+    return report
 
 
 _PATCHER_CLASS = None

@@ -160,21 +160,22 @@ def manage_dit(dit: nn.Module, name: str) -> nn.Module:
 
 def manage_text_encoder(encoder, name: str, device: torch.device):
     """The text encoder (loaded on the CPU) runs on `device` for each encode and leaves it after."""
-    encoder.model.__dict__["_kinema_name"] = name
-    residency = ModuleResidency(encoder.model, device)
-    encoder.model.__dict__[_HANDLE] = host.manage(residency, name)
+    _manage_module(encoder.model, name, device)
     encoder.encode_ids = _on_device_for_call(encoder.model, encoder.encode_ids)
     return encoder
 
 
 def manage_vae(vae, name: str, device: torch.device):
     """The VAE (loaded on the CPU) runs on `device` for each encode or decode and leaves it after."""
-    vae.network.__dict__["_kinema_name"] = name
-    residency = ModuleResidency(vae.network, device)
-    vae.network.__dict__[_HANDLE] = host.manage(residency, name)
+    _manage_module(vae.network, name, device)
     vae.encode = _on_device_for_call(vae.network, vae.encode)
     vae.iter_decode = _on_device_for_generator(vae.network, vae.iter_decode)
     return vae
+
+
+def _manage_module(module: nn.Module, name: str, device: torch.device) -> None:
+    module.__dict__["_kinema_name"] = name
+    module.__dict__[_HANDLE] = host.manage(ModuleResidency(module, device), name)
 
 
 def _on_device_for_call(module: nn.Module, method: Callable) -> Callable:

@@ -3,6 +3,7 @@
 - after a Kinema run the manager lists the Kinema DiT (with its bytes on the device);
 - POST /free releases it: no longer listed, nothing of it left on the device;
 - a native model loaded after a Kinema run keeps its memory when Kinema loads again;
+- with two experts (Wan2.2 A14B) only the running one holds blocks on the device;
 - runs under --lowvram and --novram complete, with the streaming plan those flags ask for.
 
 What the manager holds is read through a probe route that only these tests install: a second custom node
@@ -21,7 +22,7 @@ import torch
 
 from comfyui_server import get_json, link_pack, post_json, running_comfyui
 from tiny_model_folders import make_model_folders
-from workflow_cases import TINY_SETS
+from workflow_cases import TINY_SETS, tiny_workflow_file
 from workflow_inputs import make_input_folder
 
 pytestmark = pytest.mark.host
@@ -99,11 +100,9 @@ def _kinema(state: dict, name: str) -> list[dict]:
     return [m for m in state["kinema"] if m["name"] == name]
 
 
-def _run_kinema(server, tmp_path, *sets: str) -> None:
-    from workflow_cases import tiny_workflow_file
-
-    args = [arg for s in (*TINY_SETS[WORKFLOW], *sets) for arg in ("--set", s)]
-    command = [sys.executable, "-m", "kinema", "submit", str(tiny_workflow_file(WORKFLOW, tmp_path)),
+def _run_kinema(server, tmp_path, *sets: str, workflow: str = WORKFLOW) -> None:
+    args = [arg for s in (*TINY_SETS[workflow], *sets) for arg in ("--set", s)]
+    command = [sys.executable, "-m", "kinema", "submit", str(tiny_workflow_file(workflow, tmp_path)),
                "--server", server["url"], "--output", str(tmp_path / "downloads"), "--timeout", "600", *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, f"{done.stderr}\n--- ComfyUI log ---\n{server['log'].read_text()[-4000:]}"
@@ -167,6 +166,20 @@ def test_native_model_keeps_its_memory_when_kinema_loads(comfyui, tmp_path):
     assert [m for m in state["loaded"] if m["patcher"] == "ModelPatcher"] == [native], state
     assert [m["listed"] for m in _kinema(state, DIT_FILE) if m["loaded_bytes"] > 0] == [True], state
     print(f"native model after Kinema loaded: {native}")
+
+
+def test_two_experts_only_the_running_one_holds_blocks(comfyui, tmp_path):
+    """Wan2.2 A14B, each expert keeping 1 block: after the run both are the manager's models, and only the
+    expert that ran last has blocks on the device; each switch copied the kept block in once."""
+    _run_kinema(comfyui, tmp_path, "DiT high noise.blocks_on_device=1", "DiT low noise.blocks_on_device=1",
+                workflow="wan22_t2v_a14b")
+    state = _probe(comfyui)
+    high, low = (_kinema(state, f"wan2.2_t2v_{kind}_noise_14B_fp8_scaled.safetensors")[-1] for kind in ("high", "low"))
+    print(f"after an A14B run: high {high}, low {low}")
+    assert high["listed"] and low["listed"], state
+    assert high["block_bytes"] == 0 and low["block_bytes"] > 0, state
+    # set-up (each), then high for its steps, then low for its steps: two copies each, no reload from the file
+    assert (high["block_onloads"], low["block_onloads"]) == (2, 2), state
 
 
 @pytest.mark.parametrize("flag, plan", [("--lowvram", "1 of 1 blocks on cpu, none streamed"),
