@@ -102,3 +102,27 @@ def sampling_cases(rank, high_path, low_path, plans, cases, interrupt_at):
             except Cancelled:
                 results[plan]["interrupt"] = (True, len(calls))
     return results
+
+
+def three_rank_cases(rank, path, inputs):
+    """Ring over 3 ranks (20 tokens: 7 + 7 + 6), and the messages of the plans that cannot run here."""
+    from kinema.core.dit import load_dit
+    from kinema.core.parallel import ParallelPlan, parallelize, start
+
+    dit = load_dit(path)
+    with torch.no_grad():
+        whole = dit(**inputs)
+        parallelize(dit, start(ParallelPlan.parse("ring=3")))
+        ring_error = relative_error(dit(**inputs), whole)
+    messages = {}
+    for name, attempt in {
+        "heads": lambda: parallelize(load_dit(path), start(ParallelPlan.parse("ulysses=3"))),
+        "world": lambda: start(ParallelPlan.parse("ulysses=2")),
+        "backend": lambda: parallelize(load_dit(path, attention="sage"), start(ParallelPlan.parse("ring=3"))),
+    }.items():
+        try:
+            attempt()
+            messages[name] = None
+        except ValueError as error:
+            messages[name] = str(error)
+    return ring_error, messages
