@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / "workflows"
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
 PACK_ID = "kinema"  # registry id: lets ComfyUI-Manager offer to install missing nodes
-COLUMN_WIDTH, ROW_GAP, NODE_WIDTH = 400, 40, 340
+NODE_WIDTH, ROW_GAP, COLUMN_GAP, TOP = 340, 40, 60, 100  # layout in canvas pixels
+NOTE_WIDTH, GROUP_PAD, GROUP_TITLE, GROUP_COLOR = 460, 10, 50, "#3f789e"
 
 
 @dataclass(frozen=True)
@@ -99,17 +100,19 @@ def to_api(graph: Graph) -> dict:
     return api
 
 
-def to_ui(graph: Graph) -> dict:
+def to_ui(graph: Graph, name: str) -> dict:
+    """The front end's format, laid out like ComfyUI's templates: a note on the left, then one column and group
+    per stage ("Step1 - Load models", ...), download links on every loader."""
     links = []  # [link_id, origin_id, origin_slot, target_id, target_slot, type]
     for node in graph.nodes:
         declared = declared_inputs(graph.classes[node.class_type])
         sockets = [name for name, (_, kind, _) in declared.items() if not is_widget(kind)]
-        for slot, name in enumerate(sockets):
-            value = node.inputs.get(name)
+        for slot, socket in enumerate(sockets):
+            value = node.inputs.get(socket)
             if isinstance(value, Output):
-                links.append([len(links) + 1, value.node_id, value.index, node.id, slot, declared[name][1]])
-    depth = _depths(graph)
-    heights: dict[int, int] = {}
+                links.append([len(links) + 1, value.node_id, value.index, node.id, slot, declared[socket][1]])
+    stages = [stage for stage in STAGES if any(stage_of(n.class_type) == stage for n in graph.nodes)]
+    heights: dict[str, int] = {}
     ui_nodes = []
     for order, node in enumerate(graph.nodes):
         node_class = graph.classes[node.class_type]
@@ -117,11 +120,12 @@ def to_ui(graph: Graph) -> dict:
         sockets = [name for name, (_, kind, _) in declared.items() if not is_widget(kind)]
         widgets = _widget_values(node, declared)
         size = [NODE_WIDTH, _height(node_class, declared, len(sockets))]
-        column = depth[node.id]
+        stage = stage_of(node.class_type)
+        models = _model_links(node)
         ui_nodes.append({
             "id": node.id,
             "type": node.class_type,
-            "pos": [50 + COLUMN_WIDTH * column, 50 + heights.get(column, 0)],
+            "pos": [_column_x(stages.index(stage)), TOP + heights.get(stage, 0)],
             "size": size,
             "flags": {},
             "order": order,
@@ -132,21 +136,38 @@ def to_ui(graph: Graph) -> dict:
             "outputs": [{"name": name, "type": kind, "slot_index": index,
                          "links": [l[0] for l in links if l[1] == node.id and l[2] == index] or None}
                         for index, (name, kind) in enumerate(zip(_output_names(node_class), node_class.RETURN_TYPES))],
-            "properties": {"Node name for S&R": node.class_type, "cnr_id": PACK_ID},
+            "properties": {"Node name for S&R": node.class_type, "cnr_id": PACK_ID, **({"models": models} if models
+                                                                                       else {})},
             "widgets_values": widgets,
             **({"title": node.title} if node.title else {}),
         })
-        heights[column] = heights.get(column, 0) + size[1] + ROW_GAP
+        heights[stage] = heights.get(stage, 0) + size[1] + ROW_GAP
+    groups = [{"id": index + 1, "title": f"Step{index + 1} - {stage}", "color": GROUP_COLOR, "font_size": 24,
+               "flags": {}, "bounding": [_column_x(index) - GROUP_PAD, TOP - GROUP_TITLE,
+                                         NODE_WIDTH + 2 * GROUP_PAD, heights[stage] - ROW_GAP + GROUP_TITLE + GROUP_PAD]}
+              for index, stage in enumerate(stages)]
+    note = _note_node(len(graph.nodes) + 1, len(graph.nodes), note_text(graph, name))
     return {
-        "last_node_id": len(graph.nodes),
+        "last_node_id": note["id"],
         "last_link_id": len(links),
-        "nodes": ui_nodes,
+        "nodes": [*ui_nodes, note],
         "links": links,
-        "groups": [],
+        "groups": groups,
         "config": {},
         "extra": {"ds": {"scale": 1.0, "offset": [0, 0]}},
         "version": 0.4,
     }
+
+
+def _column_x(column: int) -> int:
+    return 50 + NOTE_WIDTH + COLUMN_GAP + (NODE_WIDTH + COLUMN_GAP) * column
+
+
+def _note_node(node_id: int, order: int, text: str) -> dict:
+    """The front end's own MarkdownNote (no Python class: the API file leaves it out)."""
+    return {"id": node_id, "type": "MarkdownNote", "pos": [50, TOP], "size": [NOTE_WIDTH, 40 + 22 * text.count("\n")],
+            "flags": {}, "order": order, "mode": 0, "inputs": [], "outputs": [], "properties": {},
+            "widgets_values": [text], "color": "#432", "bgcolor": "#653"}
 
 
 def _widget_values(node: Node, declared: dict) -> list:
@@ -171,12 +192,152 @@ def _height(node_class, declared: dict, sockets: int) -> int:
     return 30 + 22 * rows + 26 * len(widgets) + 90 * multiline
 
 
-def _depths(graph: Graph) -> dict[int, int]:
-    depth: dict[int, int] = {}
-    for node in graph.nodes:  # nodes are added after their inputs
-        sources = [v.node_id for v in node.inputs.values() if isinstance(v, Output)]
-        depth[node.id] = 1 + max((depth[s] for s in sources), default=-1)
-    return depth
+# ----------------------------------------------------------------------- stages, model links, notes
+STAGES = ("Load models", "Prompt", "Inputs", "Video size and settings", "Sample", "Decode and save")
+_STAGE_NODES = {
+    "Load models": ("KinemaDiTLoader", "KinemaVAELoader", "KinemaTextEncoderLoader", "KinemaCLIPVisionLoader",
+                    "KinemaLoRA", "KinemaUpscaleModelLoader"),
+    "Prompt": ("KinemaTextEncode", "KinemaPromptSchedule"),
+    "Inputs": ("KinemaLoadImage", "KinemaLoadVideo", "KinemaCLIPVisionEncode", "KinemaPoseExtract",
+               "KinemaPoseRetarget", "KinemaPoseRender", "KinemaAnimateConditioning", "KinemaVACEConditioning",
+               "KinemaVAEEncode"),
+    "Video size and settings": ("KinemaEmptyLatent", "KinemaLongVideoSettings", "KinemaStepCache",
+                                "KinemaRetimeSettings"),
+    "Sample": ("KinemaSampler", "KinemaLatentUpscale"),
+    "Decode and save": ("KinemaDecodeToVideo", "KinemaVAEDecode", "KinemaSaveVideo", "KinemaFrameRate"),
+}
+_STAGE_OF = {node: stage for stage, nodes in _STAGE_NODES.items() for node in nodes}
+
+
+def stage_of(class_type: str) -> str:
+    if class_type not in _STAGE_OF:
+        raise KeyError(f"{class_type} has no stage; add it to _STAGE_NODES in scripts/make_workflows.py")
+    return _STAGE_OF[class_type]
+
+
+# The file each loader reads, by its widget; a linked file gets a download link (properties.models).
+LOADER_FILE_INPUTS = {"KinemaDiTLoader": "model_name", "KinemaVAELoader": "vae_name",
+                      "KinemaTextEncoderLoader": "text_encoder_name", "KinemaCLIPVisionLoader": "clip_name",
+                      "KinemaLoRA": "lora_name", "KinemaUpscaleModelLoader": "model_name"}
+WAN21, WAN22 = "Wan_2.1_ComfyUI_repackaged", "Wan_2.2_ComfyUI_Repackaged"  # Comfy-Org's repackaged releases
+DEMO = None  # shipped in the pack's demo_model/ folder: no download
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    repo: Optional[str]  # Comfy-Org repository on Hugging Face; DEMO for the shipped demo files
+    folder: str  # ComfyUI models/ subfolder
+    size: str  # on disk, about what the weights take in memory
+
+
+MODEL_FILES = {
+    "wan2.1_t2v_1.3B_fp16.safetensors": ModelFile(WAN21, "diffusion_models", "2.8 GB"),
+    "wan2.1_t2v_14B_fp8_scaled.safetensors": ModelFile(WAN21, "diffusion_models", "14.3 GB"),
+    "wan2.1_i2v_480p_14B_fp16.safetensors": ModelFile(WAN21, "diffusion_models", "32.8 GB"),
+    "wan2.1_i2v_720p_14B_fp16.safetensors": ModelFile(WAN21, "diffusion_models", "32.8 GB"),
+    "wan2.1_flf2v_720p_14B_fp16.safetensors": ModelFile(WAN21, "diffusion_models", "32.8 GB"),
+    "wan2.1_vace_1.3B_fp16.safetensors": ModelFile(WAN21, "diffusion_models", "4.3 GB"),
+    "umt5_xxl_fp8_e4m3fn_scaled.safetensors": ModelFile(WAN21, "text_encoders", "6.7 GB"),
+    "wan_2.1_vae.safetensors": ModelFile(WAN21, "vae", "254 MB"),
+    "clip_vision_h.safetensors": ModelFile(WAN21, "clip_vision", "1.3 GB"),
+    "wan2.2_ti2v_5B_fp16.safetensors": ModelFile(WAN22, "diffusion_models", "10.0 GB"),
+    "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors": ModelFile(WAN22, "diffusion_models", "14.3 GB"),
+    "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors": ModelFile(WAN22, "diffusion_models", "14.3 GB"),
+    "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors": ModelFile(WAN22, "diffusion_models", "14.3 GB"),
+    "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors": ModelFile(WAN22, "diffusion_models", "14.3 GB"),
+    "wan2.2_animate_14B_bf16.safetensors": ModelFile(WAN22, "diffusion_models", "34.5 GB"),
+    "wan2.2_vae.safetensors": ModelFile(WAN22, "vae", "1.4 GB"),
+    "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors": ModelFile(WAN22, "loras", "1.2 GB"),
+    "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors": ModelFile(WAN22, "loras", "1.2 GB"),
+    "kinema_demo_dit.safetensors": ModelFile(DEMO, "diffusion_models", "7.2 MB"),
+    "kinema_demo_vae.safetensors": ModelFile(DEMO, "vae", "2.7 MB"),
+    "kinema_demo_umt5.safetensors": ModelFile(DEMO, "text_encoders", "3 MB"),
+}
+
+
+def download_url(name: str, model: ModelFile) -> str:
+    return f"https://huggingface.co/Comfy-Org/{model.repo}/resolve/main/split_files/{model.folder}/{name}"
+
+
+def model_file(name: str) -> ModelFile:
+    if name not in MODEL_FILES:
+        raise KeyError(f"{name}: no download source; add it to MODEL_FILES in scripts/make_workflows.py")
+    return MODEL_FILES[name]
+
+
+def _model_files(graph: Graph) -> list[str]:
+    """The files the graph's loaders read, in node order, each once."""
+    names = [node.inputs[LOADER_FILE_INPUTS[node.class_type]] for node in graph.nodes
+             if node.class_type in LOADER_FILE_INPUTS]
+    return list(dict.fromkeys(names))
+
+
+def _model_links(node: Node) -> list[dict]:
+    """properties.models of a loader: what the front end's Missing Models dialog offers to download."""
+    if node.class_type not in LOADER_FILE_INPUTS:
+        return []
+    name = node.inputs[LOADER_FILE_INPUTS[node.class_type]]
+    model = model_file(name)
+    return [] if model.repo is DEMO else [{"name": name, "url": download_url(name, model), "directory": model.folder}]
+
+
+@dataclass(frozen=True)
+class RunNote:
+    """What a workflow asks of the machine, for its note (sources: the Wan READMEs' tables, our benches)."""
+    vram: str
+    time: str
+
+
+_A14B_VRAM = ("two 14.3 GB fp8 experts; Wan2.2's README measures 41 GB peak at 480p and 60 GB at 720p (H100). "
+              "On 24 GB cards set blocks_on_device on the DiT loaders to stream blocks from RAM")
+_I2V14B_VRAM = ("the fp16 DiT is 32.8 GB (Wan2.1's README: 77 GB peak at 720p, H100); weight_dtype fp8_e4m3fn_fast "
+                "(RTX 40xx and newer) halves it, blocks_on_device streams blocks from RAM")
+RUN_NOTES = {
+    "wan21_t2v_1.3b": RunNote("about 8 GB (Wan2.1's README: 8.2 GB peak at 480p)",
+                              "about 3 min on an RTX 4090 (Wan2.1's README: 261 s for 50 steps; this uses 30)"),
+    "wan22_ti2v_5b": RunNote("about 23 GB at 1280x704 (Wan2.2's README, RTX 4090)",
+                             "about 9 min on an RTX 4090 (Wan2.2's README: 535 s)"),
+    "wan22_t2v_a14b": RunNote(_A14B_VRAM, "about 17 min at 720p on an H100 (Wan2.2's README: 1042 s, 40 steps)"),
+    "wan22_t2v_a14b_4step_lora": RunNote(_A14B_VRAM + "; the LoRAs add 1.2 GB each",
+                                         "about 1-2 min at 720p on an H100 (4 unguided steps instead of 40 guided)"),
+    "wan21_i2v_14b_480p": RunNote(_I2V14B_VRAM, "about 6 min on an H200 (LightX2V's baseline: 366 s, 40 steps)"),
+    "wan21_i2v_14b_720p": RunNote(_I2V14B_VRAM, "about 25 min on an H100 (Wan2.1's README: 1492 s, 40 steps)"),
+    "wan21_flf2v_14b_720p": RunNote(_I2V14B_VRAM, "about 20 min on an H100 (like I2V 720p; 30 steps)"),
+    "wan22_i2v_a14b": RunNote(_A14B_VRAM, "about 17 min at 720p on an H100 (like T2V A14B, 40 steps)"),
+    "animate_a_photo": RunNote("the bf16 DiT is 34.5 GB: weight_dtype fp8_e4m3fn_fast (RTX 40xx and newer) "
+                               "halves it, blocks_on_device streams blocks from RAM", "estimated 8-10 min on an H100 (20 unguided steps, 77 frames)"),
+    "vace_pose_control": RunNote("about 10 GB (the 1.3B model plus its VACE branch)",
+                                 "estimated 4-5 min on an RTX 4090 (30 guided steps plus the pose branch)"),
+    "demo_t2v": RunNote("none: runs on the CPU", "a few seconds on a CPU"),
+    "wan21_1.3b_2min_1080p30": RunNote("about 8 GB for the 480p pass; the 1080p refine needs more (set "
+                                       "blocks_on_device on 12 GB cards)",
+                                       "hours on an RTX 4090 (24 windows per pass, plus the 1080p refine)"),
+    "wan21_14b_2min_1080p30": RunNote("the fp8 DiT is 14.3 GB; blocks_on_device streams blocks on 24 GB cards",
+                                      "many hours on an H100"),
+    "wan22_ti2v_5b_2min_1080p30": RunNote("about 23 GB (Wan2.2's README at 720p); blocks_on_device for less",
+                                          "hours on an RTX 4090"),
+    "demo_2min_30fps": RunNote("none: runs on the CPU", "about 4 min on 2 CPU cores"),
+}
+
+
+def note_text(graph: Graph, name: str) -> str:
+    """The MarkdownNote: the files and their folders, the memory and the time this workflow needs."""
+    if name not in RUN_NOTES:
+        raise KeyError(f"{name}: no RunNote; add one to RUN_NOTES in scripts/make_workflows.py")
+    run = RUN_NOTES[name]
+    rows = []
+    for file in _model_files(graph):
+        model = model_file(file)
+        source = "ships with Kinema (demo_model/)" if model.repo is DEMO else f"[download]({download_url(file, model)})"
+        rows.append(f"| {file} | models/{model.folder} | {model.size} | {source} |")
+    return "\n".join([
+        f"## {name}", "",
+        "**Model files** (the loaders carry these links: ComfyUI's Missing Models dialog offers them)", "",
+        "| file | folder | size | source |", "|---|---|---|---|", *rows, "",
+        f"**VRAM**: {run.vram}.", "",
+        f"**Time**: {run.time}.", "",
+        "Run the steps left to right; the video is written to output/kinema/.",
+    ])
 
 
 # ---------------------------------------------------------------------------------------- examples
@@ -512,7 +673,7 @@ def render_all() -> dict[str, str]:
     for name, build in EXAMPLES.items():
         graph = Graph(classes)
         build(graph)
-        files[f"{name}.json"] = _dump(to_ui(graph))
+        files[f"{name}.json"] = _dump(to_ui(graph, name))
         files[f"{name}_api.json"] = _dump(to_api(graph))
     return files
 

@@ -16,6 +16,7 @@ from kinema.nodes import NODE_CLASS_MAPPINGS
 from workflow_cases import WORKFLOW_DIR, WORKFLOWS
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
+NOTE = "MarkdownNote"
 
 
 def _generator():
@@ -30,6 +31,8 @@ def _ui_to_api(ui: dict) -> dict:
     links = {link[0]: link for link in ui["links"]}
     api = {}
     for node in ui["nodes"]:
+        if node["type"] == NOTE:
+            continue  # the front end's own note: not part of the prompt
         assert node["type"] in NODE_CLASS_MAPPINGS, f"missing node type {node['type']}"
         spec = NODE_CLASS_MAPPINGS[node["type"]].INPUT_TYPES()
         values = iter(node["widgets_values"])
