@@ -11,7 +11,7 @@ import importlib
 _PUBLIC_API = {name: ".api" for name in (
     "load_dit", "load_text_encoder", "load_vae", "generate", "sample", "run_sampling", "SamplingRequest",
     "SamplerSettings", "LongVideoSettings", "PromptSchedule", "parse_schedule", "StepCacheSettings",
-    "ImageConditioning", "BranchConditioning", "animate_long", "BlockStreaming",
+    "ImageConditioning", "BranchConditioning", "animate_long", "BlockStreaming", "load_clip_vision",
 )}
 
 

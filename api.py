@@ -19,6 +19,7 @@ from .core.dit import WanDiT
 from .core.dit import load_dit as _load_dit
 from .core.dit.streaming import BlockStreaming, load_streamed_dit
 from .core.cache import StepCacheSettings
+from .core.clip_vision import load_clip_vision
 from .core.sampling import (BranchConditioning, ImageConditioning, SamplerSettings, SamplingRequest, generate,
                             run_sampling, sample)
 from .core.sampling.long_video import LongVideoSettings
@@ -29,8 +30,8 @@ from .core.vae import load_vae
 
 __all__ = [
     "BlockStreaming", "BranchConditioning", "ImageConditioning", "LongVideoSettings", "PromptSchedule",
-    "SamplerSettings", "SamplingRequest", "StepCacheSettings", "animate_long", "generate", "load_dit",
-    "load_text_encoder", "load_vae", "parse_schedule", "run_sampling", "sample",
+    "SamplerSettings", "SamplingRequest", "StepCacheSettings", "animate_long", "generate", "load_clip_vision",
+    "load_dit", "load_text_encoder", "load_vae", "parse_schedule", "run_sampling", "sample",
 ]
 
 

@@ -90,3 +90,21 @@ def test_animate_takes_the_reference_image_features(models):
     features = KinemaCLIPVisionEncode().encode(m["clip"], m["start"], m["end"])[0]
     taken = KinemaAnimateConditioning._clip_features(features, features.penultimate_hidden_states.shape[-1])
     assert torch.equal(taken, m["clip_core"].encode(_rgb(m["start"])))  # the first image only
+
+
+def test_generate_encodes_the_clip_features_itself(models, model_root):
+    """kinema.generate with clip_vision= runs Wan2.1 FLF2V end to end (start + end image) as the nodes do."""
+    import kinema
+    from kinema.core.text import load_text_encoder
+
+    m = models
+    encoder = load_text_encoder(model_root / "text_encoders" / TEXT_ENCODER)
+    settings = SamplerSettings(steps=2, cfg=1.0, shift=5.0, solver="euler", seed=1)
+    out = kinema.generate(m["dits"][FLF2V].model, encoder, "a smile", width=W, height=H, frames=FRAMES,
+                          settings=settings, vae=m["vae"].model, start_image=_rgb(m["start"]), end_image=_rgb(m["end"]),
+                          clip_vision=kinema.load_clip_vision(model_root / "clip_vision" / CLIP_VISION))
+    node = KinemaSampler().sample(m["dits"][FLF2V], m["conditioning"], m["latent"], seed=1, steps=2, cfg=1.0,
+                                  shift=5.0, solver="euler", denoise=1.0, boundary=0.0, cfg_low_noise=0.0,
+                                  start_image=m["start"], end_image=m["end"], vae=m["vae"],
+                                  image_features=KinemaCLIPVisionEncode().encode(m["clip"], m["start"], m["end"])[0])
+    torch.testing.assert_close(to_raw(out), node[0]["samples"])

@@ -61,6 +61,8 @@ def generate(
     dit_low_noise=None,
     vae=None,
     start_image: Optional[torch.Tensor] = None,
+    end_image: Optional[torch.Tensor] = None,
+    clip_vision=None,
     long_video: Optional[LongVideoSettings] = None,
     prompt_schedule: Optional[PromptSchedule] = None,
     step_cache: Optional[StepCacheSettings] = None,
@@ -69,6 +71,10 @@ def generate(
     device: Optional[torch.device | str] = None,
 ) -> torch.Tensor:
     """Prompt (+ optional start image [3, H, W] in [-1, 1]) -> latents [1, C, T, H, W].
+
+    `end_image` (same form): the last frame (FLF2V; also Wan2.1 I2V-14B and Wan2.2 I2V-A14B).
+    `clip_vision` (`core.clip_vision.load_clip_vision`): encodes the start (and end) image into the CLIP
+    features Wan2.1 I2V-14B and FLF2V read.
 
     `negative_prompt` None uses Wan's default negative prompt. `long_video` samples any length in
     context windows; `prompt_schedule` (from `parse_schedule`, needs `long_video`) replaces `prompt`
@@ -86,7 +92,12 @@ def generate(
                          "pass latent_channels=16 (Wan2.1 VAE) or 48 (Wan2.2 VAE).")
     shape = latent_shape(frames, height, width, channels)
     device = torch.device(device) if device is not None else default_device(dit, None)
-    image = image_conditioning(dit, vae, start_image, shape, device, long_video)
+    clip_fea = None
+    if clip_vision is not None and start_image is not None:
+        pictures = [p if p.dim() == 4 else p[None] for p in (start_image, end_image) if p is not None]
+        clip_fea = torch.cat([clip_vision.encode(p) for p in pictures], dim=1)  # [1, images x 257, 1280]
+    image = image_conditioning(dit, vae, start_image, shape, device, long_video, end_image=end_image,
+                               clip_fea=clip_fea)
 
     positive = text_encoder.encode([prompt])
     if prompt_schedule is not None:
