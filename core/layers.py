@@ -50,7 +50,9 @@ class Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., in] -> [..., out]
         if self.quant is not None:
-            weight = self.quant.dequantize(self.weight, (self.out_features, self.in_features), x.dtype)  # [out, in]
+            shape, reuse = (self.out_features, self.in_features), _reuses_workspace(self.weight)
+            buffer = _WORKSPACE.take(shape, torch.float32) if reuse else None
+            weight = _converted(self.quant.dequantize(self.weight, shape, out=buffer), x.dtype, reuse)  # [out, in]
             return F.linear(x, weight, None if self.bias is None else cast_like(self.bias, x))
         if self.fp8_matmul and x.is_cuda and x.dtype in _FP8_MATMUL_INPUTS and self.weight.dtype == torch.float8_e4m3fn:
             return _scaled_mm_linear(x, self.weight, self.weight_scale, self.bias)
@@ -94,7 +96,7 @@ def upcast(weight: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, floa
     if weight.dtype == dtype:
         return weight, 1.0
     on_cpu = weight.device.type == "cpu"
-    reuse = on_cpu and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+    reuse = _reuses_workspace(weight)
     bits = _FP16_BITS.get(weight.dtype) if on_cpu else None
     if bits is None:
         return _converted(weight, dtype, reuse), 1.0
@@ -104,6 +106,11 @@ def upcast(weight: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, floa
     if clear:
         half.bitwise_and_(clear)  # the sign extension's copy inside the exponent
     return _converted(half.view(torch.float16), dtype, reuse), factor
+
+
+def _reuses_workspace(weight: torch.Tensor) -> bool:
+    """Whether a conversion of `weight` goes into `_WORKSPACE`: on the CPU, without autograd or compiling."""
+    return weight.device.type == "cpu" and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
 
 
 def _converted(t: torch.Tensor, dtype: torch.dtype, reuse: bool) -> torch.Tensor:

@@ -44,6 +44,9 @@ def test_random_blocks_equal_reference(type_name):
     assert (ours - reference).abs().max().item() == 0.0
     assert torch.equal(fmt.dequantize(torch.from_numpy(rows), tuple(reference.shape), torch.bfloat16),
                        reference.to(torch.bfloat16))
+    buffer = torch.full((reference.numel(),), float("nan"))  # a reused workspace: decoded into, in place
+    assert torch.equal(fmt.dequantize(torch.from_numpy(rows), tuple(reference.shape), out=buffer), reference)
+    assert torch.equal(buffer.view(reference.shape), reference)
 
 
 @pytest.mark.parametrize("type_name", QUANTISABLE)

@@ -4,7 +4,8 @@ A quantised tensor is a run of fixed-size blocks; each block stores `block_size`
 `type_size` bytes (codes plus fp16 scales, and minimums for the "_1" and K types). `decode` turns
 uint8 blocks [n, type_size] into float32 values [n, block_size]. Every decoder does its float
 arithmetic in the same order as the ggml reference (a product, then a sum, never fused), so the
-values equal gguf's numpy `dequantize` exactly.
+values equal gguf's numpy `dequantize` exactly. The weight-sized float tensor is made once and then
+scaled in place: on the CPU every fresh weight-sized tensor costs page faults (see core.layers._Workspace).
 
 Block layouts (ggml-common.h), bytes in order:
     Q4_0  d(f16) qs[16]                  4-bit codes, value = d * (q - 8)
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -37,17 +38,19 @@ class QuantFormat:
     ggml_type: int  # the type id GGUF files store (enum ggml_type)
     block_size: int  # values per block
     type_size: int  # bytes per block
-    decode: Callable[[torch.Tensor], torch.Tensor]  # uint8 [n, type_size] -> float32 [n, block_size]
+    # uint8 [n, type_size] (+ optional float32 buffer of n * block_size values) -> float32 [n, block_size]
+    decode: Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
 
     def nbytes(self, shape: tuple[int, ...]) -> int:
         """Bytes a tensor of `shape` takes in this format (its values are whole blocks)."""
         return math.prod(shape) // self.block_size * self.type_size
 
-    def dequantize(self, data: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype = torch.float32
-                   ) -> torch.Tensor:
-        """The tensor of `shape` (in `dtype`) that the uint8 blocks `data` (any shape, contiguous) hold."""
+    def dequantize(self, data: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype = torch.float32,
+                   out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The tensor of `shape` (in `dtype`) that the uint8 blocks `data` (any shape, contiguous) hold.
+        `out`: a contiguous float32 buffer of that many values to decode into (reused CPU workspace)."""
         blocks = data.reshape(-1, self.type_size)  # [n, type_size]
-        values = self.decode(blocks)  # [n, block_size] float32
+        values = self.decode(blocks, out)  # [n, block_size] float32
         values = values.reshape(shape)
         return values if dtype == torch.float32 else values.to(dtype)
 
@@ -70,6 +73,11 @@ def _split(blocks: torch.Tensor, *sizes: int) -> list[torch.Tensor]:
     """Consecutive byte fields of each block (the last one takes the rest)."""
     rest = blocks.shape[1] - sum(sizes)
     return list(torch.split(blocks, (*sizes, rest), dim=1))
+
+
+def _float(codes: torch.Tensor, out: Optional[torch.Tensor]) -> torch.Tensor:
+    """`codes` as float32, in `out` when given (the tensor the decoder then scales in place)."""
+    return codes.float() if out is None else out.view(codes.shape).copy_(codes)
 
 
 def _f16(field: torch.Tensor) -> torch.Tensor:  # uint8 [n, 2] -> float32 [n, 1]
@@ -107,47 +115,47 @@ def _k_scales_mins(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 # --- decoders ---------------------------------------------------------------------------------
 
-def _q4_0(blocks: torch.Tensor) -> torch.Tensor:
+def _q4_0(blocks: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     d, qs = _split(blocks, 2)
     q = _nibbles(qs, 16).to(torch.int8) - 8  # [n, 32]
-    return _f16(d) * q.float()
+    return _float(q, out).mul_(_f16(d))
 
 
-def _q4_1(blocks: torch.Tensor) -> torch.Tensor:
+def _q4_1(blocks: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     d, m, qs = _split(blocks, 2, 2)
-    return _f16(d) * _nibbles(qs, 16).float() + _f16(m)
+    return _float(_nibbles(qs, 16), out).mul_(_f16(d)).add_(_f16(m))
 
 
 def _five_bit(qh: torch.Tensor, qs: torch.Tensor) -> torch.Tensor:  # uint8 [n, 32], 0..31
     return _nibbles(qs, 16) | (_bits(qh) << 4)
 
 
-def _q5_0(blocks: torch.Tensor) -> torch.Tensor:
+def _q5_0(blocks: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     d, qh, qs = _split(blocks, 2, 4)
     q = _five_bit(qh, qs).to(torch.int8) - 16
-    return _f16(d) * q.float()
+    return _float(q, out).mul_(_f16(d))
 
 
-def _q5_1(blocks: torch.Tensor) -> torch.Tensor:
+def _q5_1(blocks: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     d, m, qh, qs = _split(blocks, 2, 2, 4)
-    return _f16(d) * _five_bit(qh, qs).float() + _f16(m)
+    return _float(_five_bit(qh, qs), out).mul_(_f16(d)).add_(_f16(m))
 
 
-def _q8_0(blocks: torch.Tensor) -> torch.Tensor:
+def _q8_0(blocks: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     d, qs = _split(blocks, 2)
-    return _f16(d) * qs.contiguous().view(torch.int8).float()
+    return _float(qs.view(torch.int8), out).mul_(_f16(d))  # (a same-size dtype view needs no copy)
 
 
-def _q2_k(blocks: torch.Tensor) -> torch.Tensor:
+def _q2_k(blocks: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     n = blocks.shape[0]
     scales, qs, d, dmin = _split(blocks, QK_K // 16, QK_K // 4, 2)
     group_scale = (_f16(d) * (scales & 0x0F).float()).reshape(n, 16, 1)
     group_min = (_f16(dmin) * (scales >> 4).float()).reshape(n, 16, 1)
-    q = (_shifted(qs, (0, 2, 4, 6), 32) & 3).reshape(n, 16, 16).float()
-    return (group_scale * q - group_min).reshape(n, QK_K)
+    q = _float((_shifted(qs, (0, 2, 4, 6), 32) & 3).reshape(n, 16, 16), out)
+    return q.mul_(group_scale).sub_(group_min).reshape(n, QK_K)
 
 
-def _q3_k(blocks: torch.Tensor) -> torch.Tensor:
+def _q3_k(blocks: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     n = blocks.shape[0]
     hmask, qs, packed, d = _split(blocks, QK_K // 8, QK_K // 4, 12)
     # 16 six-bit scales: low nibbles in bytes 0-7 (two per byte), top two bits in bytes 8-11 (four per byte).
@@ -158,21 +166,21 @@ def _q3_k(blocks: torch.Tensor) -> torch.Tensor:
     q_low = (_shifted(qs, (0, 2, 4, 6), 32) & 3).reshape(n, 16, 16)
     # A set hmask bit means "no offset"; a clear one subtracts 4.
     q_high = ((_shifted(hmask, tuple(range(8)), 32) & 1) ^ 1).reshape(n, 16, 16)
-    q = (q_low.to(torch.int8) - (q_high << 2).to(torch.int8)).float()
-    return (group_scale * q).reshape(n, QK_K)
+    q = _float(q_low.to(torch.int8) - (q_high << 2).to(torch.int8), out)
+    return q.mul_(group_scale).reshape(n, QK_K)
 
 
-def _q4_k(blocks: torch.Tensor) -> torch.Tensor:
+def _q4_k(blocks: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     n = blocks.shape[0]
     d, dmin, packed, qs = _split(blocks, 2, 2, 12)
     scales, mins = _k_scales_mins(packed)
     group_scale = (_f16(d) * scales).reshape(n, 8, 1)
     group_min = (_f16(dmin) * mins).reshape(n, 8, 1)
-    q = (_shifted(qs, (0, 4), 32) & 0x0F).reshape(n, 8, 32).float()
-    return (group_scale * q - group_min).reshape(n, QK_K)
+    q = _float((_shifted(qs, (0, 4), 32) & 0x0F).reshape(n, 8, 32), out)
+    return q.mul_(group_scale).sub_(group_min).reshape(n, QK_K)
 
 
-def _q5_k(blocks: torch.Tensor) -> torch.Tensor:
+def _q5_k(blocks: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     n = blocks.shape[0]
     d, dmin, packed, qh, qs = _split(blocks, 2, 2, 12, QK_K // 8)
     scales, mins = _k_scales_mins(packed)
@@ -180,18 +188,18 @@ def _q5_k(blocks: torch.Tensor) -> torch.Tensor:
     group_min = (_f16(dmin) * mins).reshape(n, 8, 1)
     low = (_shifted(qs, (0, 4), 32) & 0x0F).reshape(n, 8, 32)
     high = (_shifted(qh, tuple(range(8)), 32) & 1).reshape(n, 8, 32)
-    q = (low | (high << 4)).float()
-    return (group_scale * q - group_min).reshape(n, QK_K)
+    q = _float(low | (high << 4), out)
+    return q.mul_(group_scale).sub_(group_min).reshape(n, QK_K)
 
 
-def _q6_k(blocks: torch.Tensor) -> torch.Tensor:
+def _q6_k(blocks: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     n = blocks.shape[0]
     ql, qh, scales, d = _split(blocks, QK_K // 2, QK_K // 4, QK_K // 16)
-    group_scale = (_f16(d) * scales.contiguous().view(torch.int8).float()).reshape(n, 16, 1)
+    group_scale = (_f16(d) * scales.view(torch.int8).float()).reshape(n, 16, 1)
     low = (_shifted(ql, (0, 4), 64) & 0x0F).reshape(n, 8, 32)
     high = (_shifted(qh, (0, 2, 4, 6), 32) & 3).reshape(n, 8, 32)
-    q = ((low | (high << 4)).to(torch.int8) - 32).reshape(n, 16, 16).float()
-    return (group_scale * q).reshape(n, QK_K)
+    q = _float(((low | (high << 4)).to(torch.int8) - 32).reshape(n, 16, 16), out)
+    return q.mul_(group_scale).reshape(n, QK_K)
 
 
 # The one table of quantised types Kinema reads: name, ggml type id, values per block, bytes per block.
