@@ -149,15 +149,30 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--output", metavar="DIR", help="where output files go; default $KINEMA_OUTPUT or ./output")
     parser.add_argument("--input", metavar="DIR", help="where load nodes (KinemaLoadImage, KinemaLoadVideo) find "
                                                        "their files; default $KINEMA_INPUT or ./input")
+    parser.add_argument("--parallel", metavar="PLAN",
+                        help="split sampling over the processes torchrun started, e.g. ulysses=4,cfg=2 (also ring=N, "
+                             "windows=N, fsdp); run as torchrun --nproc-per-node N -m kinema run ... --parallel PLAN. "
+                             "Rank 0 writes the outputs")
     parser.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace) -> int:
+    graph = apply_sets(load_graph(args.workflow), args.sets)
+    if not args.parallel:
+        return _run(args, graph, args.output, show=True)
+    from .parallel import parallel_run
+
+    with parallel_run(args.parallel) as rank:
+        # Every rank runs the whole graph (each loads the models and samples its share of every step);
+        # the others write their copies of the outputs into a private folder that is deleted afterwards.
+        return _run(args, graph, args.output if rank.output is None else rank.output, show=rank.output is None)
+
+
+def _run(args: argparse.Namespace, graph: dict, output: Optional[str], show: bool) -> int:
     from ..nodes import host
 
-    host.configure(models=args.models, output=args.output, input_dir=args.input)
-    graph = apply_sets(load_graph(args.workflow), args.sets)
+    host.configure(models=args.models, output=output, input_dir=args.input)
     result = run_graph(graph)
-    for path in result.saved_files():
+    for path in result.saved_files() if show else ():
         print(path)
     return 0
