@@ -69,16 +69,16 @@ class KinemaPoseExtract:
                     "OpenPose JSON only: width of the pictures it was made from (JSON does not say)."}),
                 "json_height": ("INT", {"default": 0, "min": 0, "max": 16384, "tooltip":
                     "OpenPose JSON only: height of those pictures."}),
-                "person": ("STRING", {"default": "auto", "tooltip":
-                    "Who to follow when several people are in view: 'auto' = the main person (largest and most "
-                    "central over the clip, tracked frame to frame, found again after leaving), or a number: 0 = "
-                    "the most prominent person, 1 = the next, ... (MediaPipe finds one person per frame; DWPose "
-                    "POSE_KEYPOINT and OpenPose JSON can hold several)."}),
                 "save_openpose_json": ("BOOLEAN", {"default": False, "tooltip":
                     f"Also save the pose (after cleaning) as OpenPose JSON in the output folder "
                     f"({OPENPOSE_JSON_PREFIX}_00001_.json, ...; never overwrites): one file with a dict per frame "
                     f"(COCO-18 body, 70 face points, both hands, confidences as found, canvas size). Other tools "
                     f"read it, and so does video_path here."}),
+                "person": ("STRING", {"default": "auto", "tooltip":
+                    "Who to follow when several people are in view: 'auto' = the main person (largest and most "
+                    "central over the clip, tracked frame to frame, found again after leaving), or a number: 0 = "
+                    "the most prominent person, 1 = the next, ... (MediaPipe finds one person per frame; DWPose "
+                    "POSE_KEYPOINT and OpenPose JSON can hold several)."}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
