@@ -31,6 +31,11 @@ class PoolVAE:
         frames = torch.cat([latents[:, :3, :1], latents[:, :3, 1:].repeat_interleave(4, dim=2)], dim=2)
         return F.interpolate(frames, scale_factor=(1, 8, 8), mode="nearest").clamp(-1, 1)
 
+    def iter_decode(self, latents, progress=None):  # latent frame 0 -> 1 frame, each later one -> 4, as WanVAE
+        for k in range(latents.shape[2]):
+            frame = self.decode(latents[:, :, k:k + 1])  # [B, 3, 1, H, W]
+            yield frame if k == 0 else frame.repeat(1, 1, 4, 1, 1)
+
 
 def test_plan_matches_the_official_clip_arithmetic():
     # official get_valid_len: 200 frames, clips of 77 overlapping by 1 -> padded to 229 = 3 clips
@@ -117,3 +122,36 @@ def test_long_video_chains_clips_through_the_animate_dit(tmp_path):
     collected = animate_long(dit, vae, positive, settings=settings, reference=reference, pose_video=pose,
                              face_video=face, clip_len=5, overlap=1, clip_fea=clip_fea)
     torch.testing.assert_close(collected, torch.cat(clips, dim=2))
+
+
+def test_one_progress_bar_over_every_clip_and_cancel_between_steps():
+    """10 frames in clips of 5 (3 clips) x 2 steps: the bar runs 1..6 of 6; a cancel in clip 2 stops the chain
+    there (no later clip is sampled)."""
+    from kinema.core.progress import Cancelled, Progress
+    from kinema.core.sampling import SamplingRequest
+    from kinema.core.sampling.segments import AnimateDrive, FrameSource, sample_chained
+
+    calls = []
+
+    def velocity(x, t, context, **inputs):  # a stand-in DiT: the chain's bookkeeping is what is tested
+        calls.append(inputs["y"].shape)
+        return torch.zeros_like(x)
+
+    reference, pose, face = _driving(10)
+    drive = AnimateDrive(PoolVAE(), reference, FrameSource.of(pose), FrameSource.of(face), face_size=24, clip_len=5)
+    request = SamplingRequest(dit=velocity, positive=[torch.zeros(2, 4)],
+                              settings=SamplerSettings(steps=2, cfg=1.0, solver="euler"))
+    seen = []
+    latents, chain = sample_chained(request, drive, 1, Progress(on_step=lambda d, t, _: seen.append((d, t))))
+    assert seen == [(d, 6) for d in range(1, 7)] and len(calls) == 6
+    assert latents.shape == (1, 16, 3 * 2, 2, 2) and (chain.clip_latent_frames, chain.overlap, chain.frames) == (2, 1, 10)
+    assert [c.shape[2] for c in chain.iter_decode(PoolVAE(), latents)] == [1, 4, 4, 1]  # 5 + 4 + 1 frames
+
+    def cancel_in_clip_two():
+        if len(calls) >= 3:
+            raise Cancelled("stop")
+
+    calls.clear()
+    with pytest.raises(Cancelled):
+        sample_chained(request, drive, 1, Progress(check_cancel=cancel_in_clip_two))
+    assert len(calls) == 3
