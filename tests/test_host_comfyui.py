@@ -30,8 +30,8 @@ def comfyui(tmp_path_factory):
     link_pack(base)
     make_model_folders(base / "models")
     make_input_folder(base / "input")
-    with running_comfyui(base) as server:
-        yield server
+    with running_comfyui(base) as url:
+        yield {"url": url, "base": base, "log": base / "comfyui.log"}
 
 
 def test_startup_log_shows_kinema_loaded_cleanly(comfyui):

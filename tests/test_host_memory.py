@@ -88,8 +88,9 @@ def _base(tmp_path_factory, name: str, native_vae: bool = False) -> Path:
 def comfyui(tmp_path_factory):
     # --cache-lru keeps earlier prompts' outputs (the native model) alive across prompts; by default ComfyUI
     # drops the outputs of nodes the next prompt lacks, and the model with them.
-    with running_comfyui(_base(tmp_path_factory, "memory_base", native_vae=True), ["--cache-lru", "20"]) as server:
-        yield server
+    base = _base(tmp_path_factory, "memory_base", native_vae=True)
+    with running_comfyui(base, ["--cache-lru", "20"]) as url:
+        yield {"url": url, "base": base, "log": base / "comfyui.log"}
 
 
 def _probe(server) -> dict:
@@ -185,7 +186,9 @@ def test_two_experts_only_the_running_one_holds_blocks(comfyui, tmp_path):
 @pytest.mark.parametrize("flag, plan", [("--lowvram", "1 of 1 blocks on cpu, none streamed"),
                                         ("--novram", "0 of 1 blocks on cpu, 1 streamed from the memory-mapped file")])
 def test_runs_under_low_and_no_vram(tmp_path_factory, tmp_path, flag, plan):
-    with running_comfyui(_base(tmp_path_factory, flag.strip("-")), [flag]) as server:
+    base = _base(tmp_path_factory, flag.strip("-"))
+    with running_comfyui(base, [flag]) as url:
+        server = {"url": url, "base": base, "log": base / "comfyui.log"}
         _run_kinema(server, tmp_path)
         log = server["log"].read_text()
         assert plan in log, log[-4000:]
