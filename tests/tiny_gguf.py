@@ -1,10 +1,12 @@
-"""Tiny GGUF files written with the `gguf` package the way ComfyUI-GGUF's converter lays them out.
+"""Tiny GGUF files written with the `gguf` package the way ComfyUI-GGUF's tools lay them out.
 
-city96/ComfyUI-GGUF tools/convert.py: names as in the (prefix-stripped) state dict, 1-D / tiny /
-`.modulation` tensors in F32, 2-D weights in the chosen type (F16 where a row is not whole blocks),
-tensors of more than 4 dimensions (Wan's patch embedding) left out and added back as F32 afterwards
-(tools/fix_5d_tensors.py). Tensors reshaped into rows of 256 to be quantised carry their torch shape in
-`comfy.gguf.orig_shape.<name>`.
+city96/ComfyUI-GGUF tools/convert.py writes names as in the (prefix-stripped) state dict, 1-D / tiny /
+`.modulation` tensors in F32 and the rest in F16; tensors of more than 4 dimensions (Wan's patch
+embedding) are left out and added back as F32 afterwards (tools/fix_5d_tensors.py). Its patched
+llama-quantize (tools/lcpp.patch) then quantises the 2-D tensors of the transformer blocks and keeps
+the embeddings, time projection, image embedding and head as they are; "_M" files put some tensors in a
+larger type. Where a row is not whole blocks, the tools store F16 instead, or (convert.py's shape fix)
+reshape the tensor into rows of 256 and record its torch shape in `comfy.gguf.orig_shape.<name>`.
 
 gguf's Python code quantises only the legacy types (Q4_0 ... Q8_0); K-quant blocks are drawn at random
 with finite fp16 scales (`random_blocks`): every byte pattern is a valid block, so gguf's numpy
@@ -50,10 +52,18 @@ def encode(values: np.ndarray, type_name: str, rng: np.random.Generator) -> np.n
     return blocks.reshape(*values.shape[:-1], values.shape[-1] // block_size * type_size)
 
 
+# Wan tensors that ComfyUI-GGUF's llama-quantize never quantises (tools/lcpp.patch, LLM_ARCH_WAN).
+KEPT_BY_QUANTIZE = ("modulation", "patch_embedding.", "text_embedding.", "time_projection.", "time_embedding.",
+                    "img_emb.", "head.")
+
+
 def write_comfy_gguf(path: Path, tensors: dict[str, torch.Tensor], weight_type: str, *, arch: Optional[str] = "wan",
-                     prefix: str = "", seed: int = 0, reshape_rows: bool = True) -> dict[str, torch.Tensor]:
-    """Write `tensors` (fp32, official names) as ComfyUI-GGUF does with 2-D weights in `weight_type`;
-    returns what the file holds, dequantised by gguf's numpy reference (float32, torch shapes)."""
+                     prefix: str = "", seed: int = 0, every_2d: bool = False,
+                     larger: Optional[dict[str, str]] = None) -> dict[str, torch.Tensor]:
+    """Write `tensors` (fp32, official names) as ComfyUI-GGUF's tools do with the block weights in
+    `weight_type` (`larger`: name fragment -> type, as "_M" files; `every_2d`: every 2-D tensor quantised,
+    rows reshaped to 256 where needed). Returns what the file holds, dequantised by gguf's numpy
+    reference (float32, torch shapes)."""
     rng = np.random.default_rng(seed)
     writer = gguf.GGUFWriter(path=None, arch=arch) if arch is not None else _writer_without_arch()
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
@@ -67,12 +77,12 @@ def write_comfy_gguf(path: Path, tensors: dict[str, torch.Tensor], weight_type: 
         type_name = "F16"
         if data.ndim == 1 or data.size <= _SMALL or ".modulation" in key:
             type_name = "F32"
-        elif data.ndim == 2:
-            type_name = weight_type
+        elif data.ndim == 2 and (every_2d or not any(part in key for part in KEPT_BY_QUANTIZE)):
+            type_name = next((t for part, t in (larger or {}).items() if part in key), weight_type)
         block_size, _ = gguf.GGML_QUANT_SIZES[Q[type_name]]
         stored = data
         if data.shape[-1] % block_size:
-            if reshape_rows and data.size % _ROW == 0 and _ROW % block_size == 0:
+            if every_2d and data.size % _ROW == 0 and _ROW % block_size == 0:
                 stored = data.reshape(-1, _ROW)
                 writer.add_array(f"comfy.gguf.orig_shape.{prefix}{key}", [int(n) for n in data.shape])
             else:
