@@ -33,6 +33,27 @@ def test_penultimate_features_match_transformers(tmp_path, model, layout):
     assert error <= 1e-4
 
 
+def test_head_count_from_a_transformers_config(tmp_path):
+    """32-wide heads: the width alone would say 64-wide; the folder's config.json says 4 heads."""
+    model = make_tiny_clip_vision(width=128, heads=4, seed=1)
+    encoder = load_clip_vision(save_tiny_clip_vision(tmp_path, "transformers", model))
+    assert encoder.config.heads == 4
+    pixels = _pixels()
+    ref = reference_features(model, pixels)
+    assert ((encoder.tower(pixels) - ref).abs().max() / ref.abs().max()).item() <= 1e-4
+
+
+def test_vit_h_14_has_16_heads_of_80():
+    """Wan's tower: the shapes of clip_vision_h (on the meta device) give the released ViT-H/14 config."""
+    from kinema.core.clip_vision import VIT_H_14, ClipVisionConfig
+
+    with torch.device("meta"):
+        tensors = {"patch_embedding.weight": torch.empty(1280, 3, 14, 14), "pos_embedding": torch.empty(1, 257, 1280),
+                   **{f"transformer.{i}.mlp.0.weight": torch.empty(5120, 1280) for i in range(32)}}
+    assert ClipVisionConfig.from_state_dict(tensors, "clip_vision_h") == VIT_H_14
+    assert VIT_H_14.tokens == 257 and VIT_H_14.width // VIT_H_14.heads == 80
+
+
 def test_fp16_file_runs_its_rounded_weights(tmp_path, model):
     encoder = load_clip_vision(save_tiny_clip_vision(tmp_path, "comfy", model, dtype=torch.float16))
     rounded = make_tiny_clip_vision()

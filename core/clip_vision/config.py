@@ -3,19 +3,23 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
 from ..checkpoints.io import CheckpointError
 
 _BLOCK_KEY = re.compile(r"^transformer\.(\d+)\.")
+# Head counts are stored in no weight file. The released CLIP ViTs by width: B (64-wide heads), L (64),
+# H (80: the tower Wan uses), bigG (104). Other widths (small test towers) get 64-wide heads.
+HEADS_BY_WIDTH = {768: 12, 1024: 16, 1280: 16, 1664: 16}
 
 
 @dataclass(frozen=True)
 class ClipVisionConfig:
     width: int  # token width; ViT-H/14: 1280
     layers: int  # blocks in the file; Wan reads the output of all but the last
-    heads: int  # not stored in any file: 64-wide heads in every open-clip / OpenAI ViT (ViT-H: 16)
+    heads: int  # not stored in any weight file (HEADS_BY_WIDTH); ViT-H: 16 heads of 80
     patch: int  # ViT-H/14: 14
     image_size: int  # ViT-H/14: 224 -> 16 x 16 patches + 1 class token = 257 tokens
     mlp_width: int  # ViT-H: 5120
@@ -26,8 +30,10 @@ class ClipVisionConfig:
         return (self.image_size // self.patch) ** 2 + 1
 
     @classmethod
-    def from_state_dict(cls, tensors: dict[str, torch.Tensor], source: str, head_dim: int = 64) -> "ClipVisionConfig":
-        """The config of canonical (Wan official, `visual.` stripped) tensors."""
+    def from_state_dict(cls, tensors: dict[str, torch.Tensor], source: str, heads: Optional[int] = None
+                        ) -> "ClipVisionConfig":
+        """The config of canonical (Wan official, `visual.` stripped) tensors; `heads` from a config.json when the
+        file has one, else by width."""
         def shape(key: str) -> torch.Size:
             if key not in tensors:
                 raise CheckpointError(f"{source}: CLIP vision tensor {key!r} is missing; the file is incomplete")
@@ -43,7 +49,9 @@ class ClipVisionConfig:
         if not layers or layers != list(range(len(layers))):
             raise CheckpointError(f"{source}: CLIP vision blocks are missing or not numbered 0..N-1 "
                                   f"(found {layers[:8]}...)")
-        heads = max(1, width // head_dim)
+        heads = heads or HEADS_BY_WIDTH.get(width) or max(1, width // 64)
+        if width % heads:
+            raise CheckpointError(f"{source}: CLIP vision width {width} does not split into {heads} heads")
         return cls(width=width, layers=len(layers), heads=heads, patch=patch, image_size=grid * patch,
                    mlp_width=shape("transformer.0.mlp.0.weight")[0])
 

@@ -12,7 +12,7 @@ from typing import Optional
 
 import torch
 
-from ..checkpoints.io import CheckpointError, read_state_dict
+from ..checkpoints.io import CheckpointError, read_config_json, read_state_dict
 from .config import ClipVisionConfig
 from .encoder import ClipVisionEncoder
 from .layouts import to_canonical
@@ -30,7 +30,7 @@ def load_clip_vision(path: str | os.PathLike, dtype: Optional[torch.dtype] = Non
     compute_dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
     state = read_state_dict(path, subfolder_hints=("image_encoder",))
     canonical = to_canonical(dict(state.tensors), state.source)
-    config = ClipVisionConfig.from_state_dict(canonical, state.source)
+    config = ClipVisionConfig.from_state_dict(canonical, state.source, heads=_heads_from_config(path))
     last = f"transformer.{config.layers - 1}."
     used = {k: _storage(v, compute_dtype) for k, v in canonical.items()
             if not (_UNREAD.fullmatch(k) or k.startswith(last))}
@@ -47,6 +47,15 @@ def load_clip_vision(path: str | os.PathLike, dtype: Optional[torch.dtype] = Non
         raise CheckpointError(f"{state.source}: incomplete CLIP vision tower: missing {result.missing_keys[:5]}, "
                               f"unexpected {result.unexpected_keys[:5]}; the file may be truncated, download it again")
     return ClipVisionEncoder(tower.to(device))
+
+
+def _heads_from_config(path) -> Optional[int]:
+    """`num_attention_heads` of a transformers config.json beside the weights (CLIPVisionConfig, or CLIPConfig's
+    vision_config), else None."""
+    config = read_config_json(path) or {}
+    config = config.get("vision_config", config)
+    heads = config.get("num_attention_heads") if isinstance(config, dict) else None
+    return heads if isinstance(heads, int) and heads > 0 else None
 
 
 def _storage(t: torch.Tensor, compute_dtype: torch.dtype) -> torch.Tensor:
