@@ -116,6 +116,7 @@ def test_person_who_leaves_is_not_carried_and_is_found_again(source):
               for t in range(FRAMES)]
     picked, choice = choose_person(frames, *CANVAS, fps=FPS)
     assert choice.frames_with_person == int((~absent).sum())  # both visits are the same person
+    assert choice.people_seen == 1 and choice.returns == 1
     moved, _ = retarget_with_report(clean(sequence_of(picked, *CANVAS, fps=FPS)), _photos()["half_body"])
     assert not (moved.body[absent, :, 2] > 0).any() and not (moved.face[absent, :, 2] > 0).any()
     assert not (moved.hands[absent, ..., 2] > 0).any()

@@ -50,10 +50,11 @@ class Person:
 class Choice:
     """Which person was followed, for the node's message."""
 
-    people_seen: int  # tracks found in the clip
+    people_seen: int  # distinct people: tracks found in the clip, a person coming back counted once
     chosen_rank: int  # rank of the first chosen track (0 = most prominent)
     frames_with_person: int
     frames_with_others: int  # frames where someone else was in view too
+    returns: int = 0  # times the chosen person came back into view after being out of it
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -73,18 +74,29 @@ def _hop(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(centre(a) - centre(b)) / height)
 
 
-def _tracks(boxes: list, max_gap: int) -> list:
+def _joint_hop(a: Person, b: Person, a_box: np.ndarray, b_box: np.ndarray) -> float:
+    """Median distance of the body joints both show, in box heights (inf with none in common): a person
+    half leaving the picture keeps the joints still in view where they were, though the box jumps."""
+    common = (a.body[:, 2] > 0) & (b.body[:, 2] > 0)
+    if not common.any():
+        return float("inf")
+    height = max(a_box[3] - a_box[1], b_box[3] - b_box[1], 1e-6)
+    return float(np.median(np.linalg.norm(a.body[common, :2] - b.body[common, :2], axis=-1)) / height)
+
+
+def _tracks(frames: Sequence[Sequence[Person]], boxes: list, max_gap: int) -> list:
     """Tracks as lists of (frame, detection index), linking greedily by overlap then by hop."""
-    tracks, last = [], []  # last: (frame, box) of each track's newest detection
+    tracks, last = [], []  # last: (frame, box, person) of each track's newest detection
     for frame, frame_boxes in enumerate(boxes):
         pairs = []
         for d, box in enumerate(frame_boxes):
             if box is None:
                 continue
-            for k, (seen, previous) in enumerate(last):
+            for k, (seen, previous, person) in enumerate(last):
                 if frame - seen > max_gap:
                     continue
-                iou, hop = _iou(box, previous), _hop(box, previous)
+                iou = _iou(box, previous)
+                hop = min(_hop(box, previous), _joint_hop(frames[frame][d], person, box, previous))
                 if iou >= LINK_IOU or hop <= LINK_HOP:
                     pairs.append((-iou, hop, k, d))
         used_tracks, used_detections = set(), set()
@@ -93,11 +105,11 @@ def _tracks(boxes: list, max_gap: int) -> list:
                 continue
             used_tracks.add(k), used_detections.add(d)
             tracks[k].append((frame, d))
-            last[k] = (frame, frame_boxes[d])
+            last[k] = (frame, frame_boxes[d], frames[frame][d])
         for d, box in enumerate(frame_boxes):
             if box is not None and d not in used_detections:
                 tracks.append([(frame, d)])
-                last.append((frame, box))
+                last.append((frame, box, frames[frame][d]))
     return tracks
 
 
@@ -120,7 +132,7 @@ def choose_person(frames: Sequence[Sequence[Person]], width: int, height: int, f
     rank = _rank(person)
     boxes = [[p.box() for p in people] for people in frames]
     max_gap = max(1, round(MAX_GAP_SECONDS * (fps or 30.0)))
-    tracks = _tracks(boxes, max_gap)
+    tracks = _tracks(frames, boxes, max_gap)
     tracks.sort(key=lambda track: -_prominence(track, boxes, width, height))
     if tracks and rank >= len(tracks):
         raise ValueError(f"person {rank} was asked for but only {len(tracks)} people were found in the clip "
@@ -143,7 +155,11 @@ def choose_person(frames: Sequence[Sequence[Person]], width: int, height: int, f
     with_person = sum(1 for p in picked if p.box() is not None)
     others = sum(1 for people, p in zip(frames, picked)
                  if sum(1 for q in people if q.box() is not None and q is not p) > 0)
-    return picked, Choice(len(tracks), rank, with_person, others)
+    present = np.array([p.box() is not None for p in picked])
+    inside = np.flatnonzero(present)
+    # absences of 3 frames or more between two appearances (a detector flickering for a frame is not leaving)
+    returns = 0 if len(inside) == 0 else int((np.diff(inside) > 3).sum())
+    return picked, Choice(len(tracks) - (len(chosen) - 1), rank, with_person, others, returns)
 
 
 def _rank(person) -> int:
@@ -167,11 +183,15 @@ def sequence_of(picked: Sequence[Person], width: int, height: int, **fields) -> 
 
 
 def describe_choice(choice: Choice, frames: int) -> str:
-    if choice.people_seen <= 1:
-        return ""
-    which = "the main person" if choice.chosen_rank == 0 else f"person {choice.chosen_rank}"
-    return (f"{choice.people_seen} people tracked, following {which} (in {choice.frames_with_person} of {frames} "
-            f"frames; others in view in {choice.frames_with_others})")
+    parts = []
+    if choice.people_seen > 1:
+        which = "the main person" if choice.chosen_rank == 0 else f"person {choice.chosen_rank}"
+        parts.append(f"{choice.people_seen} people tracked, following {which} (in {choice.frames_with_person} of "
+                     f"{frames} frames; others in view in {choice.frames_with_others})")
+    if choice.returns:
+        parts.append(f"the person left the picture and came back {choice.returns} time"
+                     f"{'s' if choice.returns > 1 else ''} (in view in {choice.frames_with_person} of {frames} frames)")
+    return "; ".join(parts)
 
 
 def follow(pose: PoseSequence, person=AUTO) -> tuple[PoseSequence, Choice]:
