@@ -16,6 +16,7 @@ STAGES = (
     "loaders",
     "clip_vision",
     "text_encode",
+    "conditioning_bridge",
     "latent",
     "sampler",
     "decode",

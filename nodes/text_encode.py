@@ -7,6 +7,7 @@ import torch
 
 from ..core.sampling.guidance import WAN_NEGATIVE_PROMPT
 from . import host
+from .conditioning_bridge import encode_with_native_clip
 from .types import CONDITIONING, TEXT_ENCODER, Conditioning, TextEncoderModel
 
 CACHE_SIZE = 64  # prompts; one umT5 embedding is at most 512 x 4096 floats (8 MB)
@@ -46,7 +47,8 @@ class KinemaTextEncode:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "text_encoder": (TEXT_ENCODER, {"tooltip": "From KinemaTextEncoderLoader."}),
+                "text_encoder": (f"{TEXT_ENCODER},CLIP", {"tooltip": "From KinemaTextEncoderLoader, or a native "
+                                 "CLIP holding umT5 (CLIPLoader, type 'wan')."}),
                 "prompt": ("STRING", {"multiline": True, "default": "", "tooltip":
                     "What the video shows: subject, action, scene, camera, style."}),
                 "negative_prompt": ("STRING", {"multiline": True, "default": WAN_NEGATIVE_PROMPT, "tooltip":
@@ -59,6 +61,9 @@ class KinemaTextEncode:
         }
 
     def encode(self, text_encoder: TextEncoderModel, prompt: str, negative_prompt: str, unload_encoder: bool):
+        if not isinstance(text_encoder, TextEncoderModel):  # a native CLIP: ComfyUI caches its outputs itself
+            positive, negative = encode_with_native_clip(text_encoder, [prompt, negative_prompt])
+            return (Conditioning(positive, negative, prompt, negative_prompt),)
         keys = [(text_encoder.path, str(text_encoder.dtype), text) for text in (prompt, negative_prompt)]
         missing = [key for key in keys if _cache.get(key) is None]
         if missing:

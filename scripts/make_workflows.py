@@ -109,8 +109,10 @@ def to_ui(graph: Graph, name: str) -> dict:
         sockets = [name for name, (_, kind, _) in declared.items() if not is_widget(kind)]
         for slot, socket in enumerate(sockets):
             value = node.inputs.get(socket)
-            if isinstance(value, Output):
-                links.append([len(links) + 1, value.node_id, value.index, node.id, slot, declared[socket][1]])
+            if isinstance(value, Output):  # typed by the output: an input may take several ("A,B")
+                origin = graph.classes[graph.nodes[value.node_id - 1].class_type]
+                links.append([len(links) + 1, value.node_id, value.index, node.id, slot,
+                              origin.RETURN_TYPES[value.index]])
     stages = [stage for stage in STAGES if any(stage_of(n.class_type) == stage for n in graph.nodes)]
     heights: dict[str, int] = {}
     ui_nodes = []

@@ -82,7 +82,60 @@ def latent_convention(kinema, vae_name: str) -> dict:
     }
 
 
-CHECKS = {"latent_convention": latent_convention}
+def _tiny_umt5_clip(file_name: str, dims: dict):
+    """ComfyUI's own CLIPLoader (type 'wan') on a tiny umT5 file. ComfyUI sizes umT5 from a fixed XXL config and
+    recognises it by its 24th block, so for the tiny file those two lookups are pointed at its real size."""
+    import tempfile
+
+    import comfy.sd
+    import comfy.sd1_clip
+    from safetensors import safe_open
+
+    with safe_open(folder_paths.get_full_path("text_encoders", file_name), "pt") as f:
+        vocab = f.get_slice("shared.weight").get_shape()[0]
+    config = {**json.load(open(Path(comfy.sd1_clip.__file__).parent / "text_encoders" / "umt5_config_xxl.json")),
+              **dims, "vocab_size": vocab}
+    path = Path(tempfile.mkdtemp()) / "umt5_config_tiny.json"
+    path.write_text(json.dumps(config))
+    original_init = comfy.sd1_clip.SDClipModel.__init__
+
+    def tiny_init(self, *args, textmodel_json_config=None, **kwargs):
+        if str(textmodel_json_config).endswith("umt5_config_xxl.json"):
+            textmodel_json_config = str(path)
+        original_init(self, *args, textmodel_json_config=textmodel_json_config, **kwargs)
+
+    comfy.sd1_clip.SDClipModel.__init__ = tiny_init
+    comfy.sd.detect_te_model = lambda sd: comfy.sd.TEModel.T5_XXL
+    return comfy_nodes.CLIPLoader().load_clip(file_name, type="wan")[0]
+
+
+def text_bridge(kinema, text_encoder_name: str, dims_json: str) -> dict:
+    """Native CLIPTextEncode through KinemaConditioningFromNative against KinemaTextEncode on Kinema's loader of the
+    same file; KinemaTextEncode given the native CLIP; KinemaConditioningToNative back to CLIPTextEncode's tensor."""
+    n = kinema.NODE_CLASS_MAPPINGS
+    args.fp32_text_enc = True  # ComfyUI's --fp32-text-enc (its CPU default is fp16), as Kinema's loader at fp32
+    clip = _tiny_umt5_clip(text_encoder_name, json.loads(dims_json))
+    prompt, negative = "A cat walks slowly on the green grass in the warm morning light.", "blurry, static"
+    native = [comfy_nodes.CLIPTextEncode().encode(clip, text)[0] for text in (prompt, negative)]
+    bridged = n["KinemaConditioningFromNative"]().convert(*native)[0]
+    encoder = n["KinemaTextEncoderLoader"]().load(text_encoder_name, "fp32")[0]
+    ours = n["KinemaTextEncode"]().encode(encoder, prompt, negative, True)[0]
+    via_clip = n["KinemaTextEncode"]().encode(clip, prompt, negative, True)[0]
+    back = n["KinemaConditioningToNative"]().convert(ours)
+    return {
+        "native_shape": list(native[0][0][0].shape),
+        "shapes": [list(bridged.positive.shape), list(ours.positive.shape), list(bridged.negative.shape),
+                   list(ours.negative.shape)],
+        "bridge_max_diff": max(_max_diff(bridged.positive, ours.positive), _max_diff(bridged.negative, ours.negative)),
+        "clip_input_max_diff": max(_max_diff(via_clip.positive, ours.positive),
+                                   _max_diff(via_clip.negative, ours.negative)),
+        "to_native_max_diff": max(_max_diff(back[0][0][0], native[0][0][0]), _max_diff(back[1][0][0], native[1][0][0])),
+        "embedding_std": float(ours.positive.std()),
+        "native_dtype": str(next(clip.cond_stage_model.parameters()).dtype),
+    }
+
+
+CHECKS = {"latent_convention": latent_convention, "text_bridge": text_bridge}
 
 
 def main() -> None:

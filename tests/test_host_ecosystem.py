@@ -84,3 +84,17 @@ def test_demo_runs_in_a_fresh_comfyui_with_nothing_copied(tmp_path, name):
     assert not list((base / "models").rglob("*.safetensors")), "nothing may be copied into ComfyUI's models"
     video = read_video(written[0])
     assert (video.frame_count, video.frames.shape[1], video.frames.shape[2], video.fps) == (17, 64, 64, 16)
+
+
+def test_native_clip_text_encode_through_the_bridge_equals_kinema_text_encode(models):
+    from tiny_umt5 import TINY_DIMS
+
+    result = run_in_comfyui(models, "text_bridge", "kinema_demo_umt5.safetensors", json.dumps(TINY_DIMS))
+    print(result)
+    assert result["native_shape"] == [1, 512, TINY_DIMS["d_model"]]  # ComfyUI pads every prompt to 512 tokens
+    positive, ours, negative, ours_negative = result["shapes"]
+    assert positive == ours and negative == ours_negative and ours[0] < 512
+    assert result["embedding_std"] > 0.01
+    assert result["bridge_max_diff"] <= 1e-4, result  # CLIPTextEncode -> bridge == KinemaTextEncode
+    assert result["clip_input_max_diff"] <= 1e-4, result  # KinemaTextEncode on the native CLIP
+    assert result["to_native_max_diff"] <= 1e-4, result  # KinemaConditioningToNative == CLIPTextEncode's tensor

@@ -16,6 +16,8 @@ FROZEN_INPUTS = {
     "KinemaCLIPVisionLoader": ["clip_name", "dtype"],
     "KinemaCLIPVisionEncode": ["clip_vision", "image", "end_image"],
     "KinemaTextEncode": ["text_encoder", "prompt", "negative_prompt", "unload_encoder"],
+    "KinemaConditioningFromNative": ["positive", "negative"],
+    "KinemaConditioningToNative": ["conditioning"],
     "KinemaEmptyLatent": ["vae", "aspect_ratio", "width", "height", "frames", "seconds", "fps"],
     "KinemaSampler": ["dit", "conditioning", "latent", "seed", "steps", "cfg", "shift", "solver", "denoise",
                       "boundary", "cfg_low_noise", "dit_low_noise", "start_image", "vae", "step_cache", "branch",
