@@ -31,9 +31,10 @@ def files(tmp_path_factory):
     """weight type -> (diffusers model, GGUF path, safetensors path of the dequantised weights)."""
 
     @functools.cache
-    def write(weight_type: str, prefix: str = "", arch: Optional[str] = "wan", every_2d: bool = False):
-        model = make_tiny_diffusers_dit("t2v")
-        folder = tmp_path_factory.mktemp(f"gguf_{weight_type}")
+    def write(weight_type: str, prefix: str = "", arch: Optional[str] = "wan", every_2d: bool = False,
+              variant: str = "t2v"):
+        model = make_tiny_diffusers_dit(variant)
+        folder = tmp_path_factory.mktemp(f"gguf_{variant}_{weight_type}")
         path = folder / f"wan_tiny-{weight_type}.gguf"
         larger = Q4_K_M_LARGER if weight_type == "Q4_K" else None
         held = write_comfy_gguf(path, official_state_dict(model), weight_type, prefix=prefix, arch=arch,
@@ -77,6 +78,16 @@ def test_gguf_equals_dequantised_weights(files, weight_type, prefix, arch, every
     inputs = tiny_inputs(model)
     reference = _run(load_dit(dequantised), inputs)
     assert relative_error(_run(dit, inputs), reference) <= TOLERANCE
+
+
+def test_vace_gguf_equals_dequantised_weights(files):
+    """VACE: its control blocks' Linears quantised, its 5-D patch embedding added back in F32."""
+    model, path, dequantised = files("Q8_0", variant="vace")
+    dit = load_dit(path)
+    quantised = _quantised_linears(dit)
+    assert quantised["vace_blocks.0.before_proj"] == quantised["vace_blocks.1.self_attn.q"] == "Q8_0"
+    inputs = tiny_inputs(model)
+    assert relative_error(_run(dit, inputs), _run(load_dit(dequantised), inputs)) <= TOLERANCE
 
 
 @pytest.mark.parametrize("weight_type", ["Q8_0", "Q4_K"])
