@@ -50,51 +50,47 @@ def _layers(tensors: dict) -> int:
     return len({k.split(".")[3] for k in tensors if k.startswith("vision_model.encoder.layers.")})
 
 
-def official_state_dict(model) -> dict[str, torch.Tensor]:
-    """Wan's `XLMRobertaCLIP` names: `visual.*` (fused to_qkv, mlp.0/mlp.2, head [D, out]) and a text tower."""
-    hf = _hf(model)
-    v = "vision_model."
-    out = {
-        "visual.patch_embedding.weight": hf[v + "embeddings.patch_embedding.weight"],
-        "visual.cls_embedding": hf[v + "embeddings.class_embedding"].reshape(1, 1, -1),
-        "visual.pos_embedding": hf[v + "embeddings.position_embedding.weight"][None],
-        "visual.pre_norm.weight": hf[v + "pre_layrnorm.weight"], "visual.pre_norm.bias": hf[v + "pre_layrnorm.bias"],
-        "visual.post_norm.weight": hf[v + "post_layernorm.weight"],
-        "visual.post_norm.bias": hf[v + "post_layernorm.bias"],
-        "visual.head": hf["visual_projection.weight"].t().contiguous(),
-        "textual.token_embedding.weight": torch.zeros(10, 8), "log_scale": torch.tensor(2.6),
-    }
-    for i in range(_layers(hf)):
-        src, dst = f"{v}encoder.layers.{i}.", f"visual.transformer.{i}."
-        for kind in ("weight", "bias"):
-            out[dst + f"attn.to_qkv.{kind}"] = torch.cat([hf[src + f"self_attn.{p}_proj.{kind}"] for p in "qkv"])
-            for old, new in (("self_attn.out_proj", "attn.proj"), ("layer_norm1", "norm1"), ("layer_norm2", "norm2"),
-                             ("mlp.fc1", "mlp.0"), ("mlp.fc2", "mlp.2")):
-                out[dst + f"{new}.{kind}"] = hf[src + f"{old}.{kind}"]
-    return out
+# One table per file family, written from its own source (Wan's `wan/modules/clip.py`, open_clip's
+# `VisionTransformer`): transformers' name -> theirs; "qkv" is their fused q/k/v projection (weight, bias).
+_NAMES = {
+    "official": dict(
+        top={"embeddings.patch_embedding.weight": "visual.patch_embedding.weight",
+             "embeddings.class_embedding": "visual.cls_embedding", "embeddings.position_embedding.weight":
+             "visual.pos_embedding", "pre_layrnorm": "visual.pre_norm", "post_layernorm": "visual.post_norm"},
+        head="visual.head", block="visual.transformer.{}.", qkv="attn.to_qkv.{}",
+        parts={"self_attn.out_proj": "attn.proj", "layer_norm1": "norm1", "layer_norm2": "norm2",
+               "mlp.fc1": "mlp.0", "mlp.fc2": "mlp.2"},
+        extra={"textual.token_embedding.weight": torch.zeros(10, 8), "log_scale": torch.tensor(2.6)}),
+    "open_clip": dict(
+        top={"embeddings.patch_embedding.weight": "visual.conv1.weight",
+             "embeddings.class_embedding": "visual.class_embedding", "embeddings.position_embedding.weight":
+             "visual.positional_embedding", "pre_layrnorm": "visual.ln_pre", "post_layernorm": "visual.ln_post"},
+        head="visual.proj", block="visual.transformer.resblocks.{}.", qkv="attn.in_proj_{}",
+        parts={"self_attn.out_proj": "attn.out_proj", "layer_norm1": "ln_1", "layer_norm2": "ln_2",
+               "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"},
+        extra={"token_embedding.weight": torch.zeros(10, 8), "positional_embedding": torch.zeros(7, 8),
+               "transformer.resblocks.0.ln_1.weight": torch.ones(8), "logit_scale": torch.tensor(4.6)}),
+}
 
 
-def open_clip_state_dict(model) -> dict[str, torch.Tensor]:
-    """open_clip's names (`visual.conv1`, `class_embedding` [D], `transformer.resblocks.N.attn.in_proj_weight`,
-    `proj` [D, out]) and a few text-tower keys a full open_clip checkpoint carries."""
-    hf = _hf(model)
-    v = "vision_model."
-    out = {
-        "visual.conv1.weight": hf[v + "embeddings.patch_embedding.weight"],
-        "visual.class_embedding": hf[v + "embeddings.class_embedding"],
-        "visual.positional_embedding": hf[v + "embeddings.position_embedding.weight"],
-        "visual.ln_pre.weight": hf[v + "pre_layrnorm.weight"], "visual.ln_pre.bias": hf[v + "pre_layrnorm.bias"],
-        "visual.ln_post.weight": hf[v + "post_layernorm.weight"], "visual.ln_post.bias": hf[v + "post_layernorm.bias"],
-        "visual.proj": hf["visual_projection.weight"].t().contiguous(),
-        "token_embedding.weight": torch.zeros(10, 8), "positional_embedding": torch.zeros(7, 8),
-        "transformer.resblocks.0.ln_1.weight": torch.ones(8), "logit_scale": torch.tensor(4.6),
-    }
+def renamed_state_dict(model, family: str) -> dict[str, torch.Tensor]:
+    """The tower under Wan's official names (`visual.*`: fused to_qkv, class token [1, 1, D], positions
+    [1, T, D], head [D, out], plus a text tower) or open_clip's (`visual.conv1`, class token [D], positions
+    [T, D], `in_proj_weight`, `proj` [D, out], plus text-tower keys)."""
+    names, hf, v = _NAMES[family], _hf(model), "vision_model."
+    out = dict(names["extra"])
+    for old, new in names["top"].items():
+        for suffix in (".weight", ".bias") if old.endswith("norm") else ("",):
+            out[new + suffix] = hf[v + old + suffix]
+    out[names["head"]] = hf["visual_projection.weight"].t().contiguous()
+    if family == "official":  # Wan keeps batch axes on the class token and the position table
+        out["visual.cls_embedding"] = out["visual.cls_embedding"].reshape(1, 1, -1)
+        out["visual.pos_embedding"] = out["visual.pos_embedding"][None]
     for i in range(_layers(hf)):
-        src, dst = f"{v}encoder.layers.{i}.", f"visual.transformer.resblocks.{i}."
+        src, dst = f"{v}encoder.layers.{i}.", names["block"].format(i)
         for kind in ("weight", "bias"):
-            out[dst + f"attn.in_proj_{kind}"] = torch.cat([hf[src + f"self_attn.{p}_proj.{kind}"] for p in "qkv"])
-            for old, new in (("self_attn.out_proj", "attn.out_proj"), ("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"),
-                             ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj")):
+            out[dst + names["qkv"].format(kind)] = torch.cat([hf[src + f"self_attn.{p}_proj.{kind}"] for p in "qkv"])
+            for old, new in names["parts"].items():
                 out[dst + f"{new}.{kind}"] = hf[src + f"{old}.{kind}"]
     return out
 
@@ -119,7 +115,7 @@ def save_tiny_clip_vision(directory, layout: str = "comfy", model=None, dtype: t
         path = directory / "clip_vision_h.safetensors"
         save_file({k: v.to(dtype).contiguous() for k, v in _hf(model).items()}, str(path))
         return path
-    tensors = {"official": official_state_dict, "open_clip": open_clip_state_dict}[layout](model)
+    tensors = renamed_state_dict(model, layout)
     path = directory / f"tiny_clip_{layout}.pth"
     torch.save({k: v.to(dtype) for k, v in tensors.items()}, path)
     return path
