@@ -171,16 +171,18 @@ def test_native_model_keeps_its_memory_when_kinema_loads(comfyui, tmp_path):
 
 def test_two_experts_only_the_running_one_holds_blocks(comfyui, tmp_path):
     """Wan2.2 A14B, each expert keeping 1 block: after the run both are the manager's models, and only the
-    expert that ran last has blocks on the device; each switch copied the kept block in once."""
+    expert that ran last (low noise) has blocks on the device; it got them back by a copy, not a reload."""
+    # 4 steps at shift 12: model times ~1000, 973, 923 (high noise, >= 875) then 800 (low noise)
     _run_kinema(comfyui, tmp_path, "DiT high noise.blocks_on_device=1", "DiT low noise.blocks_on_device=1",
-                workflow="wan22_t2v_a14b")
+                "KinemaSampler.steps=4", workflow="wan22_t2v_a14b")
     state = _probe(comfyui)
-    high, low = (_kinema(state, f"wan2.2_t2v_{kind}_noise_14B_fp8_scaled.safetensors")[-1] for kind in ("high", "low"))
+    high, low = (_kinema(state, f"wan2.2_t2v_{kind}_noise_14B_fp8_scaled.safetensors") for kind in ("high", "low"))
     print(f"after an A14B run: high {high}, low {low}")
+    assert len(high) == len(low) == 1, state  # one model per file: switching never loads a file again
+    (high,), (low,) = high, low
     assert high["listed"] and low["listed"], state
     assert high["block_bytes"] == 0 and low["block_bytes"] > 0, state
-    # set-up (each), then high for its steps, then low for its steps: two copies each, no reload from the file
-    assert (high["block_onloads"], low["block_onloads"]) == (2, 2), state
+    assert low["block_onloads"] >= 2, state  # set-up, then back after the high-noise expert's turn
 
 
 @pytest.mark.parametrize("flag, plan", [("--lowvram", "1 of 1 blocks on cpu, none streamed"),
