@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from . import host
+from .sparse_attention import INPUTS as SPARSE_INPUTS, SPARSE3D, attention_setup
 from .types import DIT, TEXT_ENCODER, VAE, DiTModel, ModelSlot, TextEncoderModel, VAEModel
 
 # DiT: the precision weights are kept in ("default" = as stored: fp8 files stay fp8 and are
@@ -14,7 +15,7 @@ from .types import DIT, TEXT_ENCODER, VAE, DiTModel, ModelSlot, TextEncoderModel
 DTYPES = {"default": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 # The DiT also offers fp8 matmuls (NVIDIA GPUs of compute capability 8.9+), under native ComfyUI's name.
 DIT_WEIGHT_DTYPES = {**DTYPES, "fp8_e4m3fn_fast": "fp8_e4m3fn_fast"}
-ATTENTION_BACKENDS = ["sdpa", "flash", "sage", "auto"]
+ATTENTION_BACKENDS = ["sdpa", "flash", "sage", "auto", SPARSE3D]
 CATEGORY = "Kinema/loaders"
 
 
@@ -46,7 +47,9 @@ class KinemaDiTLoader:
                     "multiplies on RTX 40xx/50xx, L4/L40, H100 or newer (other files are quantised to fp8)."}),
                 "attention": (ATTENTION_BACKENDS, {"default": "sdpa", "tooltip":
                     "Attention kernel: sdpa (PyTorch, always available), flash or sage (need their packages), "
-                    "auto (the fastest one installed)."}),
+                    "auto (the fastest one installed), sparse3d (Kinema's block-sparse 3D attention: each token sees "
+                    "its neighbourhood in space and time; faster on long or large videos, dense early steps and "
+                    "layers keep the layout, see the sparse_ inputs)."}),
             },
             "optional": {
                 "compile": ("BOOLEAN", {"default": False, "tooltip":
@@ -58,11 +61,12 @@ class KinemaDiTLoader:
                     "stay on the GPU; the others stream from pinned RAM as they run (the next one copies while the "
                     "current one computes). --novram streams every block, --highvram keeps all. N >= 0: keep N "
                     "blocks on the GPU; 0 uses the least VRAM."}),
+                **SPARSE_INPUTS,
             },
         }
 
     def load(self, model_name: str, weight_dtype: str, attention: str, compile: bool = False,
-             blocks_on_device: int = -1):
+             blocks_on_device: int = -1, sparse_dense_from_t: float = 900.0, sparse_dense_layers: int = 1):
         from ..core.dit import load_dit
         from ..core.dit.streaming import load_streamed_dit
         from .memory import dit_streaming, manage_dit
@@ -70,11 +74,13 @@ class KinemaDiTLoader:
         path = host.model_path("diffusion_models", model_name)
         host.make_room(_file_bytes(path))  # ComfyUI unloads only what must go for this model
         streaming = dit_streaming(host.device_memory(), blocks_on_device)
-        options = dict(dtype=DIT_WEIGHT_DTYPES[weight_dtype], device=host.torch_device(), attention=attention)
+        backend, policy = attention_setup(attention, sparse_dense_from_t, sparse_dense_layers)
+        options = dict(dtype=DIT_WEIGHT_DTYPES[weight_dtype], device=host.torch_device(), attention=backend)
         if streaming is not None:
             model = load_streamed_dit(path, streaming, **options)
         else:
             model = load_dit(path, **options)
+        model.set_attention_policy(policy)
         if compile:
             model.compile_blocks()
         return (DiTModel(manage_dit(model, model_name), model_name),)

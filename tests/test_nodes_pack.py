@@ -10,7 +10,8 @@ from kinema.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
 # Saved workflows refer to node ids, input names and widget order: changing these needs a migration.
 FROZEN_INPUTS = {
-    "KinemaDiTLoader": ["model_name", "weight_dtype", "attention"],
+    "KinemaDiTLoader": ["model_name", "weight_dtype", "attention", "compile", "blocks_on_device", "sparse_dense_from_t",
+                        "sparse_dense_layers"],
     "KinemaTextEncoderLoader": ["text_encoder_name", "dtype"],
     "KinemaVAELoader": ["vae_name", "dtype"],
     "KinemaCLIPVisionLoader": ["clip_name", "dtype"],
