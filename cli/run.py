@@ -105,7 +105,7 @@ def _check_link(graph: dict, classes: dict, where: str, kind, link: list) -> Non
         raise GraphError(f"{where} is wired to output {index} of node {source_id} ({source['class_type']}), "
                          f"which has {len(returns)} outputs")
     produced = returns[index]
-    if isinstance(kind, str) and produced != kind:
+    if isinstance(kind, str) and not set(produced.split(",")) & set(kind.split(",")):  # "A,B" takes A or B, as ComfyUI
         raise GraphError(f"{where} takes {kind} but is wired to a {produced} output of node {source_id} "
                          f"({source['class_type']})")
 
