@@ -13,8 +13,10 @@ from .run import ParallelRun
 
 
 def shard_blocks(dit: nn.Module, run: ParallelRun) -> None:
-    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+    from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
 
+    if isinstance(dit, FSDPModule):
+        return  # sharded by an earlier run over the same processes
     if any(p.dtype not in (torch.float32, torch.bfloat16, torch.float16) for p in dit.parameters()):
         raise ValueError("fsdp shards float32/bf16/fp16 weights; this DiT holds quantised (fp8/GGUF) ones. "
                          "Load it in bf16 to shard it, or drop fsdp from the parallel plan")
