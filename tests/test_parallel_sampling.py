@@ -57,5 +57,6 @@ def test_two_ranks(tmp_path):
 @pytest.mark.skipif(not HEAVY, reason="4 processes: KINEMA_HEAVY=1")
 def test_cfg_times_ulysses(tmp_path):
     high, low = _models(tmp_path)
-    results = run_world(sampling_cases, 4, high, low, {"cfg=2,ulysses=2": list(CASES)}, CASES, 3)
-    _check(results)
+    plans = {"cfg=2,ulysses=2": list(CASES), "windows=2,ulysses=2": list(LONG)}
+    results = run_world(sampling_cases, 4, high, low, plans, {**CASES, **LONG}, 3)
+    _check(results, exact_plans=("windows=2,ulysses=2",))

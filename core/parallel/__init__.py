@@ -6,17 +6,17 @@
 The names below load on first use: the sampling engine imports this package on every run, also
 where torch has no distributed support.
 """
-import importlib
-
 from .active import activate, activated, active
 from .plan import ParallelPlan
-
-_LAZY = {"ParallelRun": ".run", "start": ".run", "parallelize": ".setup", "unparallelize": ".setup"}
 
 __all__ = ["ParallelPlan", "ParallelRun", "activate", "activated", "active", "parallelize", "start", "unparallelize"]
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    if name in ("ParallelRun", "start"):
+        from . import run
+        return getattr(run, name)
+    if name in ("parallelize", "unparallelize"):
+        from . import setup
+        return getattr(setup, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
