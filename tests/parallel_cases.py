@@ -126,3 +126,22 @@ def three_rank_cases(rank, path, inputs):
         except ValueError as error:
             messages[name] = str(error)
     return ring_error, messages
+
+
+def text_case(rank, encoder_path):
+    """The text encoder in a parallel run: only rank 0 runs it, every rank gets its rows. Rank 1's copy
+    is altered first, so its own rows would differ. Returns (rows equal rank 0's unaltered ones, model calls)."""
+    from kinema.core.parallel import ParallelPlan, activated, start
+    from kinema.core.text.loader import load_text_encoder
+
+    encoder = load_text_encoder(encoder_path)
+    prompts = ["a red circle moving to the right", "rain"]
+    alone = encoder.encode(prompts)
+    calls = []
+    encoder.model.register_forward_pre_hook(lambda *_: calls.append(1))
+    if rank == 1:
+        with torch.no_grad():
+            encoder.model.token_embedding.weight.add_(1.0)
+    with activated(start(ParallelPlan.parse("ulysses=2"))):
+        shared = encoder.encode(prompts)
+    return all(torch.equal(a, b) for a, b in zip(alone, shared)) and len(alone) == len(shared), len(calls)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from parallel_cases import dit_cases
+from parallel_cases import dit_cases, text_case
 from parallel_world import HEAVY, run_world
 from tiny_dit import make_tiny_diffusers_dit, relative_error, save_tiny_dit, tiny_inputs
 
@@ -64,3 +64,13 @@ def test_four_ranks_ulysses(tmp_path):
         _case(models, "animate", "ulysses=4", frames=5),  # 5 frames: 2 + 1 + 1 + 1
     ]
     _check(run_world(dit_cases, 4, cases))
+
+
+def test_text_is_encoded_once_and_shared():
+    """Only rank 0 runs the text encoder; rank 1 (whose own copy would give other rows) gets rank 0's."""
+    from pathlib import Path
+
+    path = str(Path(__file__).resolve().parents[1] / "demo_model" / "text_encoders" / "kinema_demo_umt5.safetensors")
+    (same0, calls0), (same1, calls1) = run_world(text_case, 2, path)
+    assert same0 and same1, "a rank conditioned on other text than rank 0 encoded"
+    assert (calls0, calls1) == (1, 0), f"encoder runs per rank: {calls0}, {calls1}"

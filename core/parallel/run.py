@@ -21,6 +21,7 @@ class ParallelRun:
     plan: ParallelPlan
     mesh: DeviceMesh
     device: torch.device
+    calls: dist.ProcessGroup  # the ranks that run the same DiT calls: one window's cfg x sequence block
 
     @property
     def rank(self) -> int:
@@ -57,7 +58,7 @@ def start(plan: ParallelPlan, device: Union[str, torch.device, None] = None) -> 
     check_backend(device)
     plan.check_world(dist.get_world_size())
     mesh = init_device_mesh(device.type, plan.mesh_shape, mesh_dim_names=DIMENSIONS)
-    return ParallelRun(plan, mesh, device)
+    return ParallelRun(plan, mesh, device, mesh["cfg", "sequence"]._flatten().get_group())
 
 
 def check_backend(device: torch.device) -> None:

@@ -104,7 +104,7 @@ def agree(run: ParallelRun) -> Optional[Callable[[bool], bool]]:
     the conditional pass that decides in one process) decides for all."""
     if run.plan.cfg * run.plan.sequence == 1:
         return None
-    group = _call_group(run)
+    group = run.calls
     first = dist.get_global_rank(group, 0)
 
     def decide(skip: bool) -> bool:
@@ -113,15 +113,6 @@ def agree(run: ParallelRun) -> Optional[Callable[[bool], bool]]:
         return bool(flag.item())
 
     return decide
-
-
-def _call_group(run: ParallelRun):
-    """The ranks that run the same DiT calls (one window's cfg x sequence block of the mesh)."""
-    if run.plan.cfg == 1:
-        return run.group("sequence")
-    if run.plan.sequence == 1:
-        return run.group("cfg")
-    return run.mesh["cfg", "sequence"]._flatten().get_group()
 
 
 class WindowSpread:

@@ -5,6 +5,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..parallel.active import active as active_parallel_run
 from ..progress import SILENT, Progress
 from .config import UMT5Config
 from .tokenizer import Tokenizer
@@ -41,6 +42,14 @@ class TextEncoder:
         """Like `encode`, from token ids that already end with the end token."""
         progress = progress or SILENT
         self._check_ids(token_ids)
+        run = active_parallel_run()
+        if run is not None:  # a multi-process run: rank 0 encodes, every other rank receives its rows
+            from ..parallel.text import from_driver
+
+            return from_driver(run, lambda: self._encode(token_ids, progress))
+        return self._encode(token_ids, progress)
+
+    def _encode(self, token_ids: Sequence[Sequence[int]], progress: Progress) -> list[torch.Tensor]:
         batches = [token_ids[i : i + self.batch_size] for i in range(0, len(token_ids), self.batch_size)]
         layers = self.config.num_layers
         out: list[torch.Tensor] = []
