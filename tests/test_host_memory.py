@@ -71,24 +71,30 @@ def _native_vae(path: Path) -> None:
     save_file({k: v.to(torch.bfloat16).contiguous() for k, v in tensors.items()}, str(path))
 
 
-def _base(tmp_path_factory, name: str, native_vae: bool = False) -> Path:
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    """The tiny models and the native VAE, written once and linked into each ComfyUI's base directory."""
+    root = make_model_folders(tmp_path_factory.mktemp("memory_models"))
+    _native_vae(root / "vae" / NATIVE_VAE)
+    return root
+
+
+def _base(tmp_path_factory, name: str, models: Path) -> Path:
     base = tmp_path_factory.mktemp(name)
     link_pack(base)
     probe = base / "custom_nodes" / "kinema_memory_probe"
     probe.mkdir()
     (probe / "__init__.py").write_text(PROBE)
-    make_model_folders(base / "models")
+    (base / "models").symlink_to(models, target_is_directory=True)
     make_input_folder(base / "input")
-    if native_vae:
-        _native_vae(base / "models" / "vae" / NATIVE_VAE)
     return base
 
 
 @pytest.fixture(scope="module")
-def comfyui(tmp_path_factory):
+def comfyui(tmp_path_factory, models):
     # --cache-lru keeps earlier prompts' outputs (the native model) alive across prompts; by default ComfyUI
     # drops the outputs of nodes the next prompt lacks, and the model with them.
-    base = _base(tmp_path_factory, "memory_base", native_vae=True)
+    base = _base(tmp_path_factory, "memory_base", models)
     with running_comfyui(base, ["--cache-lru", "20"]) as url:
         yield {"url": url, "base": base, "log": base / "comfyui.log"}
 
@@ -187,8 +193,8 @@ def test_two_experts_only_the_running_one_holds_blocks(comfyui, tmp_path):
 
 @pytest.mark.parametrize("flag, plan", [("--lowvram", "1 of 1 blocks on cpu, none streamed"),
                                         ("--novram", "0 of 1 blocks on cpu, 1 streamed from the memory-mapped file")])
-def test_runs_under_low_and_no_vram(tmp_path_factory, tmp_path, flag, plan):
-    base = _base(tmp_path_factory, flag.strip("-"))
+def test_runs_under_low_and_no_vram(tmp_path_factory, tmp_path, models, flag, plan):
+    base = _base(tmp_path_factory, flag.strip("-"), models)
     with running_comfyui(base, [flag]) as url:
         server = {"url": url, "base": base, "log": base / "comfyui.log"}
         _run_kinema(server, tmp_path)
