@@ -27,9 +27,13 @@ class KinemaDiTLoader:
     DESCRIPTION = ("Loads a Wan 2.1 / 2.2 diffusion transformer (any official, ComfyUI, diffusers, fp8 or GGUF "
                    "file).")
     CATEGORY = CATEGORY
-    RETURN_TYPES = (DIT,)
-    RETURN_NAMES = ("dit",)
-    OUTPUT_TOOLTIPS = ("The diffusion transformer, for KinemaSampler.",)
+    # "model" is appended after "dit", so saved workflows keep their links.
+    RETURN_TYPES = (DIT, "MODEL")
+    RETURN_NAMES = ("dit", "model")
+    OUTPUT_TOOLTIPS = ("The diffusion transformer, for KinemaSampler.",
+                       "The same transformer as a native ComfyUI MODEL (Wan flow sampling and shift, Wan latent "
+                       "format), for native samplers, LoraLoaderModelOnly, TorchCompileModel, EasyCache; it shares "
+                       "the weights and memory with 'dit'. Inside ComfyUI only.")
     FUNCTION = "load"
 
     @classmethod
@@ -70,6 +74,7 @@ class KinemaDiTLoader:
         from ..core.dit import load_dit
         from ..core.dit.streaming import load_streamed_dit
         from .memory import dit_streaming, manage_dit
+        from .native_model import to_native_model
 
         path = host.model_path("diffusion_models", model_name)
         host.make_room(_file_bytes(path))  # ComfyUI unloads only what must go for this model
@@ -83,7 +88,8 @@ class KinemaDiTLoader:
         model.set_attention_policy(policy)
         if compile:
             model.compile_blocks()
-        return (DiTModel(manage_dit(model, model_name), model_name),)
+        dit = DiTModel(manage_dit(model, model_name), model_name)
+        return (dit, to_native_model(dit) if host.in_comfyui() else None)
 
 
 class KinemaTextEncoderLoader:

@@ -37,6 +37,9 @@ class KinemaLoRA:
     def apply(self, dit: DiTModel, lora_name: str, strength: float, mode: str, unique_id=None):
         from ..core.lora import apply_loras, fit_lora, load_lora
 
+        from .native_model import restore_weights
+
+        restore_weights(dit.model)  # a native LoRA on the loader's MODEL is not part of this DiT
         lora = load_lora(host.model_path("loras", lora_name))
         fit = fit_lora(dit.model, lora)  # as native ComfyUI: layers this DiT lacks are skipped, and named
         host.show_text(unique_id, fit.summary())

@@ -32,7 +32,9 @@ class KinemaSampler:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "dit": (DIT, {"tooltip": "From KinemaDiTLoader; the high-noise expert when dit_low_noise is set."}),
+                "dit": (f"{DIT},MODEL", {"tooltip": "From KinemaDiTLoader, or a native Wan MODEL (UNETLoader, a GGUF "
+                                                   "loader, LoRA nodes); the high-noise expert when dit_low_noise is "
+                                                   "set."}),
                 "conditioning": (CONDITIONING, {"tooltip": "From KinemaTextEncode."}),
                 "latent": ("LATENT", {"tooltip":
                     "Sets the video size: an empty latent from KinemaEmptyLatent, or a latent video to refine "
@@ -60,7 +62,8 @@ class KinemaSampler:
                                                        "0 = same as cfg (Wan2.2 A14B uses 3.0 low / 4.0 high)."}),
             },
             "optional": {
-                "dit_low_noise": (DIT, {"tooltip": "Wan2.2 A14B low-noise expert; runs the steps after the boundary."}),
+                "dit_low_noise": (f"{DIT},MODEL", {"tooltip": "Wan2.2 A14B low-noise expert (Kinema's or a native "
+                                                              "MODEL); runs the steps after the boundary."}),
                 "start_image": ("IMAGE", {"tooltip":
                     "First frame for image-to-video (I2V models, Wan2.2 TI2V-5B); resized and centre-cropped "
                     "to the latent's size. Needs vae."}),
@@ -90,7 +93,10 @@ class KinemaSampler:
                long_video: Optional[LongVideo] = None, start_sigma: float = 0.0,
                end_image: Optional[torch.Tensor] = None, image_features=None):
         from ..core.sampling import SamplerSettings, SamplingRequest, run_sampling
+        from .native_model import as_dit
 
+        dit = as_dit(dit, "dit")  # a native MODEL becomes a velocity model the engine calls
+        dit_low_noise = None if dit_low_noise is None else as_dit(dit_low_noise, "dit_low_noise")
         if start_sigma and denoise != 1:
             raise ValueError(f"KinemaSampler: denoise {denoise} and start_sigma {start_sigma} both start part-way; "
                              "use one: set denoise to 1.0 to refine from start_sigma, or start_sigma to 0.")
