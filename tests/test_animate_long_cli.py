@@ -5,7 +5,6 @@ get_valid_len, get_i2v_mask, the previous clip's last `refert_num` decoded frame
 overlap dropped), each clip sampled on its own with seed + k."""
 from __future__ import annotations
 
-import copy
 import json
 
 import numpy as np
@@ -19,7 +18,6 @@ from kinema.core.sampling import BranchConditioning, SamplerSettings, SamplingRe
 from kinema.core.video import VideoWriter, read_frames
 from kinema.nodes import host
 from tiny_model_folders import model_root  # noqa: F401  (fixture)
-from workflow_cases import api_graph
 
 SIZE = 16  # pixels: one 2x2 latent, one token per frame; the tiny model's face crops are 16x16 too
 CLIP_TOKENS = 257
@@ -94,20 +92,37 @@ def write_inputs(folder, frames: int, seed: int = 0):
         writer.write(torch.from_numpy(video))
 
 
+def node(class_type: str, **inputs) -> dict:
+    """An API-format node: the given inputs, every other required widget at its default."""
+    from kinema.nodes import NODE_CLASS_MAPPINGS
+
+    for name, entry in NODE_CLASS_MAPPINGS[class_type].INPUT_TYPES()["required"].items():
+        kind, options = entry[0], entry[1] if len(entry) > 1 else {}
+        if name not in inputs and "default" in options:
+            inputs[name] = options["default"]
+        elif name not in inputs and isinstance(kind, list):
+            inputs[name] = kind[0]
+    return {"class_type": class_type, "inputs": inputs}
+
+
 def long_animate_graph(clip_len: int, refert_num: int, cfg: float = 2.0, steps: int = 2, size: int = SIZE) -> dict:
-    """animate_a_photo with the driving frames as pose and face video (the pose nodes are tested elsewhere),
-    tiny sizes, and KinemaLongVideoSettings on the sampler."""
-    graph = copy.deepcopy(api_graph("animate_a_photo"))
-    for node_id in ("7", "8", "9", "10", "11"):
-        del graph[node_id]
-    graph["6"]["inputs"]["max_frames"] = 0
-    graph["12"]["inputs"].update(pose_video=["6", 0], face_video=["6", 0], width=size, height=size, frames=clip_len)
-    graph["13"]["inputs"].update(width=size, height=size, frames=clip_len)
-    graph["14"]["inputs"].update(steps=steps, cfg=cfg, long_video=["16", 0])
-    graph["16"] = {"class_type": "KinemaLongVideoSettings", "inputs": {
-        "window_frames": 81, "overlap_frames": 28, "blend": "pyramid", "freenoise": True, "drift_strength": 0.2,
-        "animate_overlap_frames": refert_num}}
-    return graph
+    """Photo + driving video -> Animate conditioning (the driving frames as pose and face video: the pose nodes
+    are tested elsewhere) -> sampler with KinemaLongVideoSettings -> mp4, at tiny sizes."""
+    return {
+        "1": node("KinemaDiTLoader", model_name="wan2.2_animate_14B_bf16.safetensors"),
+        "2": node("KinemaVAELoader", vae_name="wan_2.1_vae.safetensors"),
+        "3": node("KinemaTextEncoderLoader", text_encoder_name="umt5_xxl_fp8_e4m3fn_scaled.safetensors"),
+        "4": node("KinemaTextEncode", text_encoder=["3", 0], prompt="a person dances"),
+        "5": node("KinemaLoadImage", image="character.png"),
+        "6": node("KinemaLoadVideo", video="driving.mp4", max_frames=0),
+        "12": node("KinemaAnimateConditioning", dit=["1", 0], vae=["2", 0], reference_image=["5", 0],
+                   pose_video=["6", 0], face_video=["6", 0], width=size, height=size, frames=clip_len),
+        "13": node("KinemaEmptyLatent", vae=["2", 0], width=size, height=size, frames=clip_len),
+        "14": node("KinemaSampler", dit=["1", 0], conditioning=["4", 0], latent=["13", 0], seed=42, steps=steps,
+                   cfg=cfg, branch=["12", 0], long_video=["16", 0]),
+        "15": node("KinemaDecodeToVideo", vae=["2", 0], samples=["14", 0], fps=30, filename_prefix="kinema/long"),
+        "16": node("KinemaLongVideoSettings", animate_overlap_frames=refert_num),
+    }
 
 
 @pytest.mark.parametrize("clip_len, refert_num, frames", [(5, 1, 11), (9, 5, 15)])
