@@ -111,11 +111,13 @@ def _close_dialogs(page) -> None:
     page.wait_for_function("document.querySelectorAll('.p-dialog').length === 0")
 
 
-def _open(page, errors: list[str], graph: dict) -> dict:
+def _open(page, errors: list[str], graph: dict, expect_dialog: bool) -> dict:
     _close_dialogs(page)  # the previous workflow's
     # only what loading the graph raises: this frontend (1.27) raises once at start-up on its own settings
     errors.clear()
     page.evaluate(LOAD, graph)
+    if expect_dialog:  # it opens once its Vue component has rendered, after loadGraphData returns
+        page.wait_for_selector(".p-dialog", timeout=30_000)
     page.evaluate(FIT_VIEW)
     page.wait_for_timeout(500)  # the canvas redraws on the next animation frames
     return page.evaluate(GRAPH_STATE)
@@ -125,7 +127,7 @@ def _open(page, errors: list[str], graph: dict) -> dict:
 def test_workflow_opens_in_the_frontend(frontend, artifacts, name):
     page, errors = frontend
     graph = json.loads((WORKFLOW_DIR / f"{name}.json").read_text())
-    state = _open(page, errors, graph)
+    state = _open(page, errors, graph, expect_dialog=name not in DEMO_WORKFLOWS)
     if state["dialogs"]:
         page.screenshot(path=str(artifacts / f"{name}_dialog.png"))
         _close_dialogs(page)
@@ -154,7 +156,7 @@ def test_the_checks_catch_a_missing_node_and_a_missing_file(frontend, artifacts)
     kinema_nodes[0]["type"] = "KinemaNoSuchNode"
     loader = next(n for n in graph["nodes"] if n["type"] == "KinemaVAELoader")
     loader["widgets_values"][0] = "no_such_vae.safetensors"
-    state = _open(page, errors, graph)
+    state = _open(page, errors, graph, expect_dialog=True)
     page.screenshot(path=str(artifacts / "control_missing_node.png"))
     assert state["missing"] == ["KinemaNoSuchNode"]
     assert [d for d in state["dialogs"] if MISSING_NODES_TEXT in d and "KinemaNoSuchNode" in d], state["dialogs"]
