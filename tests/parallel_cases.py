@@ -145,3 +145,8 @@ def text_case(rank, encoder_path):
     with activated(start(ParallelPlan.parse("ulysses=2"))):
         shared = encoder.encode(prompts)
     return all(torch.equal(a, b) for a, b in zip(alone, shared)) and len(alone) == len(shared), len(calls)
+
+
+def dit_and_text_cases(rank, cases, encoder_path):
+    """Both in one world (starting processes is the slow part)."""
+    return dit_cases(rank, cases), text_case(rank, encoder_path)

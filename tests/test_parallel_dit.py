@@ -2,14 +2,16 @@
 in one process: tiny random Wan models of every kind, sequences that do and do not divide by the ranks."""
 from __future__ import annotations
 
-import pytest
-import torch
+from pathlib import Path
 
-from parallel_cases import dit_cases, text_case
+import pytest
+
+from parallel_cases import dit_and_text_cases, dit_cases
 from parallel_world import HEAVY, run_world
 from tiny_dit import make_tiny_diffusers_dit, relative_error, save_tiny_dit, tiny_inputs
 
 HEADS, HEAD_DIM = 4, 16
+DEMO_UMT5 = str(Path(__file__).resolve().parents[1] / "demo_model" / "text_encoders" / "kinema_demo_umt5.safetensors")
 BOUND = 1e-5
 
 
@@ -36,7 +38,7 @@ def _check(results):
 
 def test_two_ranks_ulysses_and_ring(tmp_path):
     """P = 2: t2v with 45 tokens (uneven) and 24 (even), batch 1 and 2, TI2V per-token t, I2V with CLIP,
-    VACE, Animate (3 frames over 2 ranks); ring on the uneven t2v call."""
+    VACE, Animate (3 frames over 2 ranks); ring on the uneven t2v call; text encoded once, on rank 0."""
     variants = ("t2v", "ti2v", "i2v_clip", "vace", "animate") if HEAVY else ("t2v", "ti2v", "vace", "animate")
     models = _models(tmp_path, variants)
     cases = [
@@ -50,7 +52,13 @@ def test_two_ranks_ulysses_and_ring(tmp_path):
     ]
     if HEAVY:
         cases += [_case(models, "i2v_clip", "ulysses=2", batch=2), _case(models, "animate", "ring=2", batch=2)]
-    _check(run_world(dit_cases, 2, cases))
+    results = run_world(dit_and_text_cases, 2, cases, DEMO_UMT5)
+    _check([errors for errors, _ in results])
+    # The text encoder in the same world: only rank 0 runs it; rank 1, whose own copy is altered (so its rows
+    # would differ), gets rank 0's rows.
+    (same0, calls0), (same1, calls1) = (text for _, text in results)
+    assert same0 and same1, "a rank conditioned on other text than rank 0 encoded"
+    assert (calls0, calls1) == (1, 0), f"encoder runs per rank: {calls0}, {calls1}"
 
 
 @pytest.mark.skipif(not HEAVY, reason="4 processes: KINEMA_HEAVY=1 (the 2-process test covers every model kind)")
@@ -65,12 +73,3 @@ def test_four_ranks_ulysses(tmp_path):
     ]
     _check(run_world(dit_cases, 4, cases))
 
-
-def test_text_is_encoded_once_and_shared():
-    """Only rank 0 runs the text encoder; rank 1 (whose own copy would give other rows) gets rank 0's."""
-    from pathlib import Path
-
-    path = str(Path(__file__).resolve().parents[1] / "demo_model" / "text_encoders" / "kinema_demo_umt5.safetensors")
-    (same0, calls0), (same1, calls1) = run_world(text_case, 2, path)
-    assert same0 and same1, "a rank conditioned on other text than rank 0 encoded"
-    assert (calls0, calls1) == (1, 0), f"encoder runs per rank: {calls0}, {calls1}"
