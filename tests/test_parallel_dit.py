@@ -8,7 +8,7 @@ import pytest
 
 from parallel_cases import dit_and_text_cases, dit_cases
 from parallel_world import HEAVY, run_world
-from tiny_dit import make_tiny_diffusers_dit, relative_error, save_tiny_dit, tiny_inputs
+from tiny_dit import make_tiny_diffusers_dit, save_tiny_dit, tiny_inputs
 
 HEADS, HEAD_DIM = 4, 16
 DEMO_UMT5 = str(Path(__file__).resolve().parents[1] / "demo_model" / "text_encoders" / "kinema_demo_umt5.safetensors")

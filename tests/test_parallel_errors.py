@@ -40,3 +40,16 @@ def test_plan_parsing():
 def test_bad_plans_are_refused(text, message):
     with pytest.raises(ValueError, match=message):
         ParallelPlan.parse(text)
+
+
+def test_a_process_group_that_cannot_move_the_models_tensors_is_refused(monkeypatch):
+    import torch
+    import torch.distributed as dist
+
+    from kinema.core.parallel.run import check_backend
+
+    monkeypatch.setattr(dist, "get_backend", lambda group=None: "nccl")
+    with pytest.raises(ValueError, match="backend 'nccl' cannot move cpu tensors.*gloo"):
+        check_backend(torch.device("cpu"))
+    monkeypatch.setattr(dist, "get_backend", lambda group=None: "cpu:gloo,cuda:nccl")
+    check_backend(torch.device("cuda"))

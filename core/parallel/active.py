@@ -3,7 +3,6 @@ engine asks it on every run, also where torch has no distributed support."""
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Optional
 
 _ACTIVE: list = []
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Union
 
 import torch
 import torch.distributed as dist
@@ -63,12 +63,8 @@ def start(plan: ParallelPlan, device: Union[str, torch.device, None] = None) -> 
 
 def check_backend(device: torch.device) -> None:
     """The process group's backend must move tensors of the device the model runs on."""
-    backend = str(dist.get_backend()).lower()
-    works = {"cpu": ("gloo", "mpi"), "cuda": ("nccl", "gloo", "cpu:gloo,cuda:nccl")}.get(device.type, ())
-    if not any(backend == name or name in backend.split(",") for name in works) and device.type + ":" not in backend:
-        raise ValueError(f"the process group's backend {backend!r} cannot move {device.type} tensors; "
-                         f"use {' or '.join(works) or 'a backend for that device'} (NCCL on GPUs, gloo on the CPU)")
-
-
-def world_size() -> Optional[int]:
-    return dist.get_world_size() if dist.is_initialized() else None
+    backend = str(dist.get_backend()).lower()  # e.g. "gloo", "nccl", "cpu:gloo,cuda:nccl"
+    usable = {"cpu": ("gloo", "mpi"), "cuda": ("nccl", "gloo")}.get(device.type, ())
+    if not any(name in backend for name in usable):
+        raise ValueError(f"the process group's backend {backend!r} cannot move {device.type} tensors; start it with "
+                         f"{' or '.join(usable) or 'a backend for that device'} (NCCL on GPUs, gloo on the CPU)")
