@@ -112,7 +112,16 @@ class NativeWanForward(nn.Module):
             names = ", ".join(extra + (["time_dim_concat"] if time_dim_concat is not None else []))
             raise ValueError(f"Kinema's MODEL takes text, CLIP image features and I2V latents; it got {names} from a "
                              "native node (Wan VACE / Animate / S2V inputs): use Kinema's sampler for those models.")
-        return self.dit(x, timestep, context, clip_fea=clip_fea)
+        return self.dit(x, self._per_token(timestep, x), context, clip_fea=clip_fea)
+
+    def _per_token(self, timestep: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Native Wan2.2 gives a known first frame its own timestep per latent frame ([B, frames]); the Kinema DiT
+        reads one per token ([B, frames * h * w] in patches)."""
+        pt, ph, pw = self.patch_size
+        frames, tokens = x.shape[2] // pt, (x.shape[2] // pt) * (x.shape[3] // ph) * (x.shape[4] // pw)
+        if timestep.ndim == 2 and timestep.shape[1] == frames and frames != tokens:
+            return timestep.repeat_interleave(tokens // frames, dim=1)  # [B, frames] -> [B, tokens]
+        return timestep
 
 
 # ------------------------------------------------------------------------------------- weight patches

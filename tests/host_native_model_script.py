@@ -2,11 +2,15 @@
 tests/test_host_native_model.py.
 
 Runs with ComfyUI's Python, cwd = the ComfyUI checkout (on PYTHONPATH). argv: <pack dir> <models dir> <dit file>
-<lora file> <vae file>; prints one JSON line of measured differences for the test to judge (asserts nothing).
+<its fp8 file> <lora file> <vae file>; prints one JSON line of measured differences for the test to judge (asserts nothing).
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -34,11 +38,46 @@ def _velocity_of_model(patcher, x: torch.Tensor, context: torch.Tensor) -> torch
     return (x - denoised) / SIGMA
 
 
+def comfy_nodes_extra(name: str):
+    import importlib
+
+    return importlib.import_module(f"comfy_extras.{name}")
+
+
+@contextlib.contextmanager
+def _logged(word: str):
+    """The log lines with `word` said while the block runs (native nodes report through logging)."""
+    messages = []
+
+    class Catch(logging.Handler):
+        def emit(self, record):
+            if word in record.getMessage():
+                messages.append(record.getMessage())
+
+    handler, root = Catch(), logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield messages
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def _compiled_vs_plain(model, positive, negative, latent) -> float:
+    """TorchCompileModel on Kinema's MODEL: KSampler's result against the uncompiled model's."""
+    compiled = comfy_nodes_extra("nodes_torch_compile").TorchCompileModel.execute(model, "inductor")[0]
+    runs = [comfy_nodes.KSampler().sample(m, 5, 2, 1.0, "euler", "simple", positive, negative, latent, denoise=1.0)[0]
+            for m in (model, compiled)]
+    return _max_diff(runs[1]["samples"], runs[0]["samples"])
+
+
 def _sampler_args(seed: int) -> dict:
     return dict(seed=seed, steps=3, cfg=2.0, shift=5.0, solver="euler", denoise=1.0, boundary=0.0, cfg_low_noise=0.0)
 
 
-def run(kinema, dit_name: str, lora_name: str, vae_name: str) -> dict:
+def run(kinema, dit_name: str, fp8_name: str, lora_name: str, vae_name: str) -> dict:
     from kinema_pack.nodes.types import Conditioning
 
     n = kinema.NODE_CLASS_MAPPINGS
@@ -49,14 +88,25 @@ def run(kinema, dit_name: str, lora_name: str, vae_name: str) -> dict:
     x = torch.randn(1, 16, 3, 6, 10, generator=g)  # [B, C, T, H, W] normalised latents
     padded = torch.zeros(1, 512, text_dim)  # native CLIPTextEncode's umT5 rows: zero tail to 512
     padded[0, :7] = positive
+    import comfy.model_sampling as sampling
+
+    ms = model.model.model_sampling
     result = {"model_class": type(model.model).__name__, "latent_format": type(model.model.latent_format).__name__,
-              "sampling": type(model.model.model_sampling).__name__}
+              "flow_sampling": isinstance(ms, sampling.ModelSamplingDiscreteFlow) and isinstance(ms, sampling.CONST),
+              "shift": float(ms.shift),
+              "shift_after_node": float(comfy_nodes_extra("nodes_model_advanced").ModelSamplingSD3().patch(
+                  model, 3.0)[0].get_model_object("model_sampling").shift)}
 
     # 1. Kinema's MODEL velocity == the Kinema DiT's
     kinema_v = dit.model(x, torch.full((1,), SIGMA * 1000), [positive])
     native_v = _velocity_of_model(model, x, padded)
     result["velocity_max_diff"] = _max_diff(native_v, kinema_v)
     result["velocity_std"] = float(kinema_v.std())
+    # native Wan2.2's per-frame timesteps (a known first frame at 0) reach the DiT as per-token ones
+    per_frame = torch.tensor([[0.0, SIGMA * 1000, SIGMA * 1000]])  # [B, frames]
+    per_token = per_frame.repeat_interleave(3 * 5, dim=1)  # [B, frames * (6/2) * (10/2)]
+    result["per_frame_t_max_diff"] = _max_diff(model.model.diffusion_model(x, per_frame, padded),
+                                               dit.model(x, per_token, [positive]))
 
     # 2. native LoraLoaderModelOnly on the MODEL == KinemaLoRA on the DiT (and the DiT wire stays LoRA-free)
     lora_dit = n["KinemaLoRA"]().apply(dit, lora_name, LORA_STRENGTH, "merge")[0]
@@ -72,6 +122,15 @@ def run(kinema, dit_name: str, lora_name: str, vae_name: str) -> dict:
     result["dit_wire_after_lora_max_diff"] = _max_diff(
         as_dit(dit, "dit").model(x, torch.full((1,), SIGMA * 1000), [positive]), kinema_v)
 
+    # ... and refused, naming the fix, where the DiT's weights are fp8 (native patches need dequantised weights)
+    fp8_model = n["KinemaDiTLoader"]().load(fp8_name, "default", "sdpa")[1]
+    fp8_lora = comfy_nodes.LoraLoaderModelOnly().load_lora_model_only(fp8_model, lora_name, LORA_STRENGTH)[0]
+    try:
+        _velocity_of_model(fp8_lora, x, padded)
+        result["fp8_lora_error"] = None
+    except ValueError as error:
+        result["fp8_lora_error"] = str(error)
+
     # 3. native KSampler on Kinema's MODEL -> a LATENT that decodes to a video
     vae = n["KinemaVAELoader"]().load(vae_name, "default")[0]
     empty = {"samples": torch.zeros(1, 16, 3, 6, 10)}  # raw latents, as EmptyHunyuanLatentVideo makes
@@ -84,6 +143,18 @@ def run(kinema, dit_name: str, lora_name: str, vae_name: str) -> dict:
     result["ksampler_latent_std"] = float(sampled["samples"].std())
     result["ksampler_images"] = list(images.shape)
     result["ksampler_images_finite"] = bool(torch.isfinite(images).all())
+
+    # EasyCache (a DIFFUSION_MODEL wrapper) and TorchCompileModel (an APPLY_MODEL wrapper) on Kinema's MODEL
+    easy = comfy_nodes_extra("nodes_easycache").EasyCacheNode.execute(model, 0.3, 0.1, 1.0, False)[0]
+    with _logged("skipped") as messages:
+        eased = comfy_nodes.KSampler().sample(easy, 5, 10, 1.0, "euler", "simple", conditioning(padded),
+                                              conditioning(negative_padded), empty, denoise=1.0)[0]
+    skipped = [re.search(r"skipped (\d+)/(\d+) steps", m) for m in messages]
+    result["easycache_skipped"] = [[int(m.group(1)), int(m.group(2))] for m in skipped if m]
+    result["easycache_finite"] = bool(torch.isfinite(eased["samples"]).all())
+    if os.environ.get("KINEMA_HEAVY") == "1":  # inductor on the CPU compiles for minutes
+        result["compiled_max_diff"] = _compiled_vs_plain(model, conditioning(padded), conditioning(negative_padded),
+                                                         empty)
 
     # 4. KinemaSampler on a native UNETLoader MODEL == on KinemaDiTLoader, same file and seed; also windows + cache
     cond = Conditioning(positive, negative, "p", "n")

@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.host,
 REPO = Path(kinema.__file__).resolve().parent
 SCRIPT = Path(__file__).with_name("host_native_model_script.py")
 DIT, LORA, VAE = "tiny_wan_native_t2v.safetensors", "tiny_wan_native_lora.safetensors", "tiny_wan_2.1_vae.safetensors"
+FP8_DIT = "tiny_wan_native_t2v_fp8_scaled.safetensors"
 
 
 def _tiny_native_dit():
@@ -49,6 +50,8 @@ def measured(tmp_path_factory) -> dict:
     model = _tiny_native_dit()
     (folder / "diffusion_models").mkdir()
     save_tiny_dit(scratch, layout="comfy", variant="t2v", model=model).rename(folder / "diffusion_models" / DIT)
+    save_tiny_dit(scratch, layout="comfy", variant="t2v", dtype="fp8_scaled", model=model).rename(
+        folder / "diffusion_models" / FP8_DIT)
     (folder / "loras").mkdir()
     lora = {**comfy_lora(random_patches(model, block_modules(model), seed=4)), **lightx2v_extras(model, seed=4)}
     save_file(lora, str(folder / "loras" / LORA))
@@ -56,7 +59,7 @@ def measured(tmp_path_factory) -> dict:
     save_tiny_vae(scratch / "vae", version="2.1", layout="comfy").rename(folder / "vae" / VAE)
     checkout = os.environ["KINEMA_COMFYUI"]
     python = os.environ.get("KINEMA_COMFYUI_PYTHON", sys.executable)
-    done = subprocess.run([python, str(SCRIPT), str(REPO), str(folder), DIT, LORA, VAE], cwd=checkout,
+    done = subprocess.run([python, str(SCRIPT), str(REPO), str(folder), DIT, FP8_DIT, LORA, VAE], cwd=checkout,
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": checkout}, timeout=900)
     assert done.returncode == 0, done.stderr[-6000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -66,8 +69,20 @@ def measured(tmp_path_factory) -> dict:
 
 def test_kinema_model_is_a_native_wan_model_with_the_dits_velocity(measured):
     assert measured["model_class"] == "KinemaWAN21" and measured["latent_format"] == "Wan21", measured
+    assert measured["flow_sampling"] and measured["shift"] == 8.0, measured  # native Wan2.1's defaults
+    assert measured["shift_after_node"] == 3.0, measured  # ModelSamplingSD3 sets the shift as on a native model
     assert measured["velocity_std"] > 0.1, "a flat velocity would prove nothing"
     assert measured["velocity_max_diff"] <= 1e-5, measured
+    assert measured["per_frame_t_max_diff"] <= 1e-6, measured  # Wan2.2's per-frame timesteps reach every token
+
+
+def test_native_model_patches_run_on_kinema_model(measured):
+    """EasyCache wraps the diffusion model's forward; TorchCompileModel (KINEMA_HEAVY=1: minutes on the CPU)
+    compiles it."""
+    assert measured["easycache_finite"] and measured["easycache_skipped"], measured
+    assert measured["easycache_skipped"][0][0] > 0, measured  # its wrapper ran and skipped steps
+    if "compiled_max_diff" in measured:
+        assert measured["compiled_max_diff"] <= 1e-4, measured
 
 
 def test_native_ksampler_on_kinema_model_makes_a_decodable_video(measured):
@@ -81,6 +96,8 @@ def test_native_lora_on_kinema_model_equals_kinema_lora(measured):
     # the LoRA stays on its own MODEL: the plain MODEL and the KINEMA_DIT wire get the original weights back
     assert measured["plain_model_after_lora_max_diff"] <= 1e-6, measured
     assert measured["dit_wire_after_lora_max_diff"] <= 1e-6, measured
+    error = measured["fp8_lora_error"] or ""  # fp8 weights: refused, pointing at KinemaLoRA
+    assert "quantised" in error and "KinemaLoRA" in error, measured
 
 
 def test_kinema_sampler_on_native_unet_loader_model_equals_kinema_loader(measured):
