@@ -7,15 +7,23 @@ import torch
 from tiny_dit import relative_error
 
 
+def _sparse_schedule():
+    """sparse3d self-attention in every layer: 1 x 2 x 2 tiles seeing their neighbours and the first frame."""
+    from kinema.kernels.sparse3d import SparseSchedule, SparseWindow
+
+    return SparseSchedule(SparseWindow(tile=(1, 2, 2), window=(1, 1, 1), global_frames=1))
+
+
 def dit_cases(rank, cases):
     """Every case: the whole model here, then the same call split over the world; errors vs the whole run."""
     from kinema.core.dit import load_dit
     from kinema.core.parallel import ParallelPlan, parallelize, start, unparallelize
 
     loaded, errors = {}, {}
-    for name, path, inputs, plan in cases:
+    for name, path, inputs, plan, sparse in cases:
         dit = loaded.setdefault(path, load_dit(path))
         unparallelize(dit)
+        dit.set_attention_policy(_sparse_schedule() if sparse else None)
         kwargs = {k: v for k, v in inputs.items() if v is not None}
         with torch.no_grad():
             whole = dit(**kwargs)

@@ -23,10 +23,10 @@ def _models(tmp_path, variants):
     return out
 
 
-def _case(models, variant, plan, **shape):
+def _case(models, variant, plan, sparse=False, **shape):
     path, model = models[variant]
     inputs = tiny_inputs(model, **shape)
-    return (f"{variant} {plan} {shape}", str(path), inputs, plan)
+    return (f"{variant} {plan}{' sparse3d' if sparse else ''} {shape}", str(path), inputs, plan, sparse)
 
 
 def _check(results):
@@ -38,7 +38,8 @@ def _check(results):
 
 def test_two_ranks_ulysses_and_ring(tmp_path):
     """P = 2: t2v with 45 tokens (uneven) and 24 (even), batch 1 and 2, TI2V per-token t, I2V with CLIP,
-    VACE, Animate (3 frames over 2 ranks); ring on the uneven t2v call; text encoded once, on rank 0."""
+    VACE, Animate (3 frames over 2 ranks), sparse3d self-attention; ring on the uneven t2v call; text
+    encoded once, on rank 0."""
     variants = ("t2v", "ti2v", "i2v_clip", "vace", "animate") if HEAVY else ("t2v", "ti2v", "vace", "animate")
     models = _models(tmp_path, variants)
     cases = [
@@ -49,6 +50,7 @@ def test_two_ranks_ulysses_and_ring(tmp_path):
         _case(models, "animate", "ulysses=2"),
         _case(models, "t2v", "ring=2", batch=2),
         _case(models, "ti2v", "ring=2", per_token_t=True),
+        _case(models, "t2v", "ulysses=2", sparse=True, height=4, width=8),  # each rank sees the whole grid
     ]
     if HEAVY:
         cases += [_case(models, "i2v_clip", "ulysses=2", batch=2), _case(models, "animate", "ring=2", batch=2)]
