@@ -4,7 +4,8 @@
 - POST /free releases it: no longer listed, nothing of it left on the device;
 - a native model loaded after a Kinema run keeps its memory when Kinema loads again;
 - with two experts (Wan2.2 A14B) only the running one holds blocks on the device;
-- runs under --lowvram and --novram complete, with the streaming plan those flags ask for.
+- runs under --lowvram and --novram complete, with the streaming plan those flags ask for;
+- in-process, ComfyUI's manager takes memory back from the DiT partially and loads it again for the next forward.
 
 What the manager holds is read through a probe route that only these tests install: a second custom node
 folder in the temporary base directory, reading comfy.model_management.current_loaded_models and Kinema's
@@ -12,6 +13,7 @@ own list of its models (nodes/host.kinema_models).
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -20,7 +22,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from comfyui_server import get_json, link_pack, post_json, running_comfyui
+from comfyui_server import REPO, get_json, link_pack, post_json, running_comfyui
+from tiny_dit import make_tiny_diffusers_dit, save_tiny_dit, tiny_inputs
 from tiny_model_folders import make_model_folders
 from workflow_cases import TINY_SETS, tiny_workflow_file
 from workflow_inputs import make_input_folder
@@ -202,3 +205,64 @@ def test_runs_under_low_and_no_vram(tmp_path_factory, tmp_path, models, flag, pl
         assert plan in log, log[-4000:]
         (dit,) = _kinema(_probe(server), DIT_FILE)
         assert dit["listed"], dit
+
+
+MANAGER_SCRIPT = """
+import importlib, importlib.util, sys, torch
+from comfy.cli_args import args
+args.cpu, args.reserve_vram = True, 2.0  # read when comfy.model_management is imported
+import folder_paths, comfy.model_management as mm, comfy.utils
+spec = importlib.util.spec_from_file_location("kinema_pack", sys.argv[1] + "/__init__.py",
+                                              submodule_search_locations=[sys.argv[1]])
+pack = importlib.util.module_from_spec(spec)
+sys.modules["kinema_pack"] = pack
+spec.loader.exec_module(pack)
+host = importlib.import_module("kinema_pack.nodes.host")
+memory = importlib.import_module("kinema_pack.nodes.memory")
+dit_module = importlib.import_module("kinema_pack.core.dit")
+streaming = importlib.import_module("kinema_pack.core.dit.streaming")
+cpu = torch.device("cpu")
+
+facts = host.device_memory()
+assert (facts.mode, facts.reserved_bytes) == ("normal", 2 * 2**30), facts  # --reserve-vram reaches the budget
+
+dit = dit_module.load_dit(sys.argv[2])
+streaming.stream_blocks(dit, streaming.BlockStreaming(blocks_on_device=1, storage="mmap"), cpu)
+memory.manage_dit(dit, "tiny")
+patcher = dit.__dict__["_kinema_memory"]
+listed = lambda: any(m.model is patcher for m in mm.current_loaded_models)
+inputs = torch.load(sys.argv[3])
+with torch.inference_mode():
+    reference = dit(**inputs)
+loaded = patcher.loaded_size()  # other parts + the kept block (the size adds the in-flight block buffers)
+assert listed() and 0 < loaded < patcher.model_size(), (listed(), loaded, patcher.model_size())
+
+# ask for 1 byte more than is free: the manager takes it from our model (ModelPatcher.partially_unload)
+mm.free_memory(mm.get_free_memory(cpu) + 1, cpu)
+streamer = streaming.streamer_of(dit)
+assert listed() and patcher.loaded_size() == 0 and streamer.device_bytes() == 0, patcher.loaded_size()
+with torch.inference_mode():
+    again = dit(**inputs)  # the forward hook asks the manager to load it back
+assert patcher.loaded_size() == loaded and torch.equal(again, reference)
+
+mm.unload_all_models()  # what POST /free does
+assert not listed() and patcher.loaded_size() == 0 and streamer.device_bytes() == 0
+print("partial unload, reload and unload-all: ok", loaded)
+"""
+
+
+def test_real_manager_takes_memory_back_partially_and_reloads(tmp_path):
+    """In-process, ComfyUI's own model manager: --reserve-vram reaches the budget; when it needs memory it
+    takes it from the Kinema DiT (partial unload: nothing of it left on the device, still listed); the next
+    forward loads it back through the manager with the same output; unload_all_models drops it."""
+    model = make_tiny_diffusers_dit("t2v", num_layers=3)
+    path = save_tiny_dit(tmp_path / "dit", "comfy", "t2v", model=model)
+    inputs = {k: v for k, v in tiny_inputs(model).items() if v is not None}
+    torch.save(inputs, tmp_path / "inputs.pt")
+    checkout = os.environ["KINEMA_COMFYUI"]
+    python = os.environ.get("KINEMA_COMFYUI_PYTHON", sys.executable)
+    done = subprocess.run([python, "-c", MANAGER_SCRIPT, str(REPO), str(path), str(tmp_path / "inputs.pt")],
+                          cwd=checkout, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": checkout},
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "partial unload, reload and unload-all: ok" in done.stdout, done.stdout
