@@ -183,7 +183,7 @@ def test_fp8_weights_stay_fp8_on_the_fly_and_requantise_when_merged(setup, tmp_p
     assert relative_error(merged(**inputs), expected) < 0.05  # one more fp8 rounding of the patched weights
 
 
-def test_unknown_key_layout_names_the_first_unmapped_keys(setup):
+def test_unknown_layout_is_refused_and_unexplained_keys_are_skipped_and_named(setup):
     _, ours, _ = setup
     sd_style = {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 8)}
     with pytest.raises(CheckpointError, match=r"no key matches a known Wan DiT LoRA format.*lora_unet_down_blocks_0"):
@@ -191,9 +191,14 @@ def test_unknown_key_layout_names_the_first_unmapped_keys(setup):
     mixed = comfy_lora(random_patches(make_tiny_diffusers_dit("t2v", num_layers=1), ["blocks.0.self_attn.q"]))
     mixed["diffusion_model.blocks.0.self_attn.rope.lora_down.weight"] = torch.zeros(4, 8)
     mixed["diffusion_model.blocks.0.foo.alpha"] = torch.tensor(1.0)
-    with pytest.raises(CheckpointError, match=r"mixed\.safetensors: 2 key\(s\).*ComfyUI.*first: "
-                                              r"\['diffusion_model\.blocks\.0\.self_attn\.rope\.lora_down\.weight'"):
-        lora_from_tensors(mixed, "mixed.safetensors")
+    # As native ComfyUI: a recognised file's keys no rule explains are skipped and named, the rest applies.
+    lora = lora_from_tensors(mixed, "mixed.safetensors")
+    assert list(lora.low_rank) == ["blocks.0.self_attn.q"]
+    assert lora.unmatched == ("diffusion_model.blocks.0.self_attn.rope.lora_down.weight",
+                              "diffusion_model.blocks.0.foo.alpha")
+    fit = fit_lora(ours, lora)
+    assert fit.skipped == lora.unmatched and "skipped 2" in fit.summary() and "foo.alpha" in fit.summary()
+    assert isinstance(apply_loras(ours, [(lora, 1.0)], "on_the_fly").blocks[0].self_attn.q, LoRALinear)
 
 
 def test_incomplete_or_mismatched_loras_are_refused(setup):

@@ -125,7 +125,7 @@ class LoRAFit:
     """The part of a LoRA a DiT has layers for, and the patches it has none for (in file order)."""
 
     lora: LoRA  # only the patches that apply
-    skipped: tuple[str, ...]  # official names of patched layers/tensors this DiT lacks
+    skipped: tuple[str, ...]  # keys no rule explains (as spelled in the file), then layers this DiT lacks
 
     def summary(self) -> str:
         """One line for the log and the node: what was applied and what was skipped."""
@@ -134,7 +134,7 @@ class LoRAFit:
             return applied
         shown = ", ".join(self.skipped[:_SHOWN_SKIPPED]) + (" ..." if len(self.skipped) > _SHOWN_SKIPPED else "")
         return (f"{applied}, skipped {len(self.skipped)} this DiT has no layer for (e.g. an I2V LoRA's image "
-                f"attention on a T2V model): {shown}")
+                f"attention on a T2V model, or keys of another model part): {shown}")
 
 
 _SHOWN_SKIPPED = 8
@@ -149,7 +149,7 @@ def fit_lora(dit: nn.Module, lora: LoRA) -> LoRAFit:
     """
     modules = dict(dit.named_modules())
     tensors = {**dict(dit.named_parameters()), **dict(dit.named_buffers())}
-    clashes, skipped, low_rank, diffs = [], [], {}, {}
+    clashes, skipped, low_rank, diffs = [], list(lora.unmatched), {}, {}
     for name, patch in lora.low_rank.items():
         module = modules.get(name)
         if module is None or not _is_linear(module):
@@ -181,7 +181,7 @@ def fit_lora(dit: nn.Module, lora: LoRA) -> LoRAFit:
             f"{lora.source}: none of this LoRA's {len(lora)} patches names a layer of the DiT{model} (first: "
             f"{skipped[:5]}); it was made for another model: pick the LoRA made for this one"
         )
-    return LoRAFit(replace(lora, low_rank=low_rank, diffs=diffs), tuple(skipped))
+    return LoRAFit(replace(lora, low_rank=low_rank, diffs=diffs, unmatched=()), tuple(skipped))
 
 
 def _unwrapped(name: str, modules: dict) -> str:

@@ -1,9 +1,10 @@
 """Reading a LoRA file into per-layer patches under official Wan DiT names.
 
 `load_lora(path)` detects the key format (the one whose rules explain the most keys), groups
-the tensors per module and checks they form complete patches. Every key must be explained:
-a file of an unknown layout is an error naming the first keys no rule maps, never a LoRA that
-silently patches half the layers it was trained on.
+the tensors per module and checks they form complete patches. A file no format explains is an
+error naming its first keys. Keys of a recognised file that its format does not explain (e.g. a
+text-encoder part beside the DiT's) are kept aside as `unmatched`: as native ComfyUI does, they are
+skipped and named when the LoRA is applied (`core.lora.fit_lora`), never silently dropped.
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ class LoRA:
     format: str
     low_rank: dict[str, LowRank] = field(default_factory=dict)
     diffs: dict[str, torch.Tensor] = field(default_factory=dict)
+    unmatched: tuple[str, ...] = ()  # file keys the format's rules do not explain (skipped, and named)
 
     def __len__(self) -> int:
         return len(self.low_rank) + len(self.diffs)
@@ -76,14 +78,17 @@ def lora_from_tensors(tensors: dict[str, torch.Tensor], source: str, metadata: O
             f"first keys: {list(tensors)[:_SHOWN_KEYS]}. Is this a LoRA for another model (SD, Flux, "
             f"HunyuanVideo) or a text-encoder LoRA? Kinema applies LoRAs trained on Wan2.1/2.2 DiTs"
         )
+    unmatched = tuple(fmt.unexplained(tensors))
+    skip = set(unmatched)
+    known = {key: value for key, value in tensors.items() if key not in skip}
     groups: dict[str, dict[str, torch.Tensor]] = {}
     spelled: dict[str, str] = {}  # module -> one of its keys as the file spells it
-    for key, name in fmt.canonical_names(tensors, source).items():
+    for key, name in fmt.canonical_names(known, source).items():
         module, role = split_name(name)
         groups.setdefault(module, {})[role] = tensors[key]
         spelled[module] = key
     alphas = _peft_alphas(metadata, source) if fmt is DIFFUSERS else None
-    lora = LoRA(source, fmt.name)
+    lora = LoRA(source, fmt.name, unmatched=unmatched)
     for module, parts in groups.items():
         peft_alpha = alphas(diffusers_module(spelled[module])) if alphas else None
         _add_module(lora, module, parts, peft_alpha, source)
