@@ -603,6 +603,7 @@ class LongRecipe:
     negative: Optional[str] = None  # None: the node's default (Wan's negative prompt)
     upscale: str = "vae"  # KinemaLatentUpscale method
     refine_sigma: float = 0.5  # where the full-size refine pass starts
+    retime: str = "dis_flow"  # KinemaRetimeSettings method (dis_flow needs OpenCV, the interp extra)
 
 
 def _two_minutes_30fps(g: Graph, r: LongRecipe, prefix: str) -> None:
@@ -626,7 +627,7 @@ def _two_minutes_30fps(g: Graph, r: LongRecipe, prefix: str) -> None:
     # Refine at full size from a middle sigma: the layout stays, detail is redrawn; a third of the steps suffices.
     refined = g.add("KinemaSampler", "Refine sampler", dit=dit, conditioning=conditioning, latent=big, seed=43,
                     steps=max(4, r.steps // 3), start_sigma=r.refine_sigma, **sampler)
-    retime = g.add("KinemaRetimeSettings", fps_out=30.0, method="dis_flow")
+    retime = g.add("KinemaRetimeSettings", fps_out=30.0, method=r.retime)
     g.add("KinemaDecodeToVideo", vae=vae, samples=refined, fps=r.fps, filename_prefix=prefix, retime=retime,
           crop_width=r.crop[0], crop_height=r.crop[1])
 
@@ -658,12 +659,14 @@ def demo_2min(g: Graph) -> None:
     # The CPU demo model (demo_model/ as the models folder): 64x64 x2 = 128x128 (no crop), its 17-frame clips
     # as windows, its sampler settings (python -m kinema demo) and its empty-caption negative prompt. Latent
     # interpolation and a refine from sigma 0.1 keep the base video best with the demo's small VAE and its
-    # DiT trained at 64 px only (python -m bench.latent_upscale).
+    # DiT trained at 64 px only (python -m bench.latent_upscale). Blended in-betweens need no OpenCV, so the demo
+    # runs right after install (dis_flow needs the interp extra).
     _two_minutes_30fps(g, LongRecipe("kinema_demo_dit.safetensors", "kinema_demo_vae.safetensors", fps=16,
                                      window=17, overlap=8, steps=20, cfg=4.0, shift=2.0, width=64, height=64,
                                      crop=(0, 0), text_encoder="kinema_demo_umt5.safetensors",
                                      prompt="a red circle moving to the right on a blue background",
-                                     schedule=DEMO_PROMPTS, negative="", upscale="latent", refine_sigma=0.1),
+                                     schedule=DEMO_PROMPTS, negative="", upscale="latent", refine_sigma=0.1,
+                                     retime="blend"),
                        "kinema/demo_2min_30fps")
 
 
