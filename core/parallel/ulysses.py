@@ -15,7 +15,8 @@ def sequence_to_heads(x: torch.Tensor, sizes: Sequence[int], group) -> torch.Ten
     """[B, L_r, H, D] (this rank's tokens) -> [B, L, H/P, D] (every token, this rank's heads)."""
     batch, tokens, heads, dim = x.shape
     ranks = len(sizes)
-    send = x.reshape(batch, tokens, ranks, heads // ranks, dim).permute(2, 1, 0, 3, 4).contiguous()  # [P, L_r, B, H/P, D]
+    # [P, L_r, B, H/P, D]: block p (heads p*H/P...) goes to rank p
+    send = x.reshape(batch, tokens, ranks, heads // ranks, dim).permute(2, 1, 0, 3, 4).contiguous()
     received = x.new_empty(sum(sizes), batch, heads // ranks, dim)  # [L, B, H/P, D], rank i's tokens in order
     dist.all_to_all_single(received, send.flatten(0, 1), output_split_sizes=list(sizes),
                            input_split_sizes=[tokens] * ranks, group=group)
