@@ -8,7 +8,7 @@ import torch
 
 from . import host
 from .sparse_attention import INPUTS as SPARSE_INPUTS, SPARSE3D, attention_setup
-from .types import DIT, TEXT_ENCODER, VAE, DiTModel, ModelSlot, TextEncoderModel, VAEModel
+from .types import DIT, MODEL, TEXT_ENCODER, VAE, DiTModel, ModelSlot, TextEncoderModel, VAEModel
 
 # DiT: the precision weights are kept in ("default" = as stored: fp8 files stay fp8 and are
 # upcast layer by layer when they run). Text encoder and VAE: the precision they compute in.
@@ -28,7 +28,7 @@ class KinemaDiTLoader:
                    "file).")
     CATEGORY = CATEGORY
     # "model" is appended after "dit", so saved workflows keep their links.
-    RETURN_TYPES = (DIT, "MODEL")
+    RETURN_TYPES = (DIT, MODEL)
     RETURN_NAMES = ("dit", "model")
     OUTPUT_TOOLTIPS = ("The diffusion transformer, for KinemaSampler.",
                        "The same transformer as a native ComfyUI MODEL (Wan flow sampling and shift, Wan latent "

@@ -25,7 +25,6 @@ import torch.nn as nn
 from . import host
 from .types import DiTModel
 
-MODEL = "MODEL"  # native ComfyUI's socket type
 _WEIGHTS = "_kinema_native_weights"  # WanDiT attribute: the native weight patches applied now (see _Patched)
 
 

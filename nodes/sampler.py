@@ -14,7 +14,7 @@ from .conditioning_pose import BRANCH_CONDITIONING
 from .latent_space import model_to_raw, raw_to_model
 from .longvideo import LONG_VIDEO, LongVideo
 from .step_cache import STEP_CACHE
-from .types import CLIP_VISION_OUTPUT, CONDITIONING, DIT, VAE, Conditioning, DiTModel, VAEModel
+from .types import CLIP_VISION_OUTPUT, CONDITIONING, DIT, MODEL, VAE, Conditioning, DiTModel, VAEModel
 MAX_SEED = 2**64 - 1
 
 
@@ -32,7 +32,7 @@ class KinemaSampler:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "dit": (f"{DIT},MODEL", {"tooltip": "From KinemaDiTLoader, or a native Wan MODEL (UNETLoader, a GGUF "
+                "dit": (f"{DIT},{MODEL}", {"tooltip": "From KinemaDiTLoader, or a native Wan MODEL (UNETLoader, a GGUF "
                                                    "loader, LoRA nodes); the high-noise expert when dit_low_noise is "
                                                    "set."}),
                 "conditioning": (CONDITIONING, {"tooltip": "From KinemaTextEncode."}),
@@ -62,7 +62,7 @@ class KinemaSampler:
                                                        "0 = same as cfg (Wan2.2 A14B uses 3.0 low / 4.0 high)."}),
             },
             "optional": {
-                "dit_low_noise": (f"{DIT},MODEL", {"tooltip": "Wan2.2 A14B low-noise expert (Kinema's or a native "
+                "dit_low_noise": (f"{DIT},{MODEL}", {"tooltip": "Wan2.2 A14B low-noise expert (Kinema's or a native "
                                                               "MODEL); runs the steps after the boundary."}),
                 "start_image": ("IMAGE", {"tooltip":
                     "First frame for image-to-video (I2V models, Wan2.2 TI2V-5B); resized and centre-cropped "

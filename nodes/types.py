@@ -12,6 +12,7 @@ DIT = "KINEMA_DIT"
 TEXT_ENCODER = "KINEMA_TEXT_ENCODER"
 VAE = "KINEMA_VAE"
 CONDITIONING = "KINEMA_CONDITIONING"
+MODEL = "MODEL"  # native ComfyUI's diffusion model socket (KinemaDiTLoader makes one, KinemaSampler takes one)
 
 
 @dataclass(frozen=True)
