@@ -149,3 +149,25 @@ def test_fp8_matmul_on_gpu(shape):
         fast = layer(x)
     assert fast.shape == upcast_out.shape and fast.dtype == torch.bfloat16
     assert _relative(fast, upcast_out) <= FP8_MATMUL_BOUND
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("bias", [True, False])
+def test_large_layers_convert_in_row_slices_with_the_same_output(monkeypatch, dtype, bias):
+    """A layer above the slice size is converted a slice of output rows at a time (the reused
+    buffers stay slice-sized) and gives what converting it whole gives, within the dtype's rounding."""
+    import kinema.core.layers as layers
+
+    layer = _scaled_fp8_linear(96, 250, bias=bias, seed=3)  # 250 rows: slices of 21, the last shorter
+    x = torch.randn(2, 7, 96, generator=torch.Generator().manual_seed(4)).to(dtype)
+    with torch.no_grad():
+        whole = layer(x)
+        monkeypatch.setattr(layers, "_CONVERSION_ELEMENTS", 96 * 21)
+        monkeypatch.setattr(layers, "_WORKSPACE", layers._Workspace())
+        sliced = layer(x)
+        largest = max(b.numel() for b in layers._WORKSPACE.buffers.values())
+    assert largest == 96 * 21, "the buffers grew past one slice"
+    assert sliced.shape == whole.shape == (2, 7, 250)
+    bound = FP32_BOUND if dtype == torch.float32 else BF16_BOUND
+    assert _relative(sliced, whole) <= bound
+    assert _relative(sliced, _dequantised_reference(layer, x.double())) <= bound
