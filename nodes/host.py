@@ -362,13 +362,20 @@ def _make_patcher_class(base):
 
         def partially_unload(self, device_to, memory_to_free=0):
             before = self.residency.loaded()
-            self.residency.unload()
+            self._unload()
             return before - self.residency.loaded()
 
         def detach(self, unpatch_all=True):
             if unpatch_all:  # False when the patcher is only being dropped (ModelPatcher.__del__)
-                self.residency.unload()
+                self._unload()
             return self.model
+
+        def _unload(self):
+            # Whichever handle the manager evicts, tensors swapped in place (a native LoRA on the MODEL around a
+            # Kinema DiT, nodes/native_model.py) go back before the residency moves the module home.
+            for hook in getattr(self.residency, "before_unload", ()):
+                hook()
+            self.residency.unload()
 
         def clone(self):
             clone = super().clone()  # built by ModelPatcher as self.__class__(model, devices, size, ...)

@@ -15,6 +15,7 @@ from UNETLoader or other packs' loaders (e.g. ComfyUI-GGUF).
 """
 from __future__ import annotations
 
+import functools
 import weakref
 from dataclasses import dataclass
 from typing import Optional
@@ -36,6 +37,8 @@ def to_native_model(dit: DiTModel):
     model = _native_wan(dit.model)
     residency = handle_of(dit.model)
     residency = getattr(residency, "residency", residency)
+    # shared with the DiT's own handle: whichever the manager unloads, native patches come off first
+    residency.__dict__.setdefault("before_unload", []).append(functools.partial(restore_weights, dit.model))
     patcher = native_patcher_class()(model, residency.device, torch.device("cpu"), residency=residency,
                                      name=f"{dit.name} (MODEL)")
     return patcher
@@ -133,7 +136,8 @@ def native_patcher_class():
     ModelPatcher patches weights while it loads them layer by layer; Kinema's wrapper moves the DiT through
     its residency instead, so the patches are put in place here: after a load, and before every model call
     (clones share the tensors, and the last one loaded may not be the one sampling). The originals are
-    kept as they are (no copy) and put back on unload, or when a Kinema node uses the DiT (`restore_weights`).
+    kept as they are (no copy) and put back before the residency unloads (host's `before_unload` hooks),
+    or when a Kinema node uses the DiT (`restore_weights`).
     """
     global _PATCHER_CLASS
     if _PATCHER_CLASS is None:
@@ -142,15 +146,6 @@ def native_patcher_class():
                 moved = super().partially_load(device_to, extra_memory, force_patch_weights)
                 self.kinema_sync_weights()
                 return moved
-
-            def partially_unload(self, device_to, memory_to_free=0):
-                restore_weights(self.model.diffusion_model.dit)
-                return super().partially_unload(device_to, memory_to_free)
-
-            def detach(self, unpatch_all=True):
-                if unpatch_all:
-                    restore_weights(self.model.diffusion_model.dit)
-                return super().detach(unpatch_all)
 
             def kinema_sync_weights(self):
                 _sync(self)

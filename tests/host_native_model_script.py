@@ -117,7 +117,14 @@ def run(kinema, dit_name: str, fp8_name: str, lora_name: str, vae_name: str) -> 
     result["lora_max_diff"] = _max_diff(native_lora_v, lora_v)
     result["lora_effect"] = _max_diff(lora_v, kinema_v)
     result["plain_model_after_lora_max_diff"] = _max_diff(_velocity_of_model(model, x, padded), kinema_v)
-    _velocity_of_model(lora_model, x, padded)  # patched again, then a Kinema node takes the DiT
+    import comfy.model_management as mm
+
+    _velocity_of_model(lora_model, x, padded)  # patched again, then ComfyUI unloads every model (/free)
+    mm.unload_all_models()
+    result["dit_after_eviction_max_diff"] = _max_diff(dit.model(x, torch.full((1,), SIGMA * 1000), [positive]),
+                                                      kinema_v)
+    result["lora_after_eviction_max_diff"] = _max_diff(_velocity_of_model(lora_model, x, padded), lora_v)
+    # patched again, then a Kinema node takes the DiT
     from kinema_pack.nodes.native_model import as_dit
     result["dit_wire_after_lora_max_diff"] = _max_diff(
         as_dit(dit, "dit").model(x, torch.full((1,), SIGMA * 1000), [positive]), kinema_v)
