@@ -288,7 +288,8 @@ def load(handle) -> None:
         return
     mm = _comfy("comfy.model_management")
     # Listed through any of its handles (the DiT's own, or the native MODEL around it) counts as loaded.
-    if residency.is_loaded() and any(getattr(m.model, "residency", None) is residency for m in mm.current_loaded_models):
+    listed = any(getattr(m.model, "residency", None) is residency for m in mm.current_loaded_models)
+    if residency.is_loaded() and listed:
         return  # the usual case within a sampling run: nothing to ask
     mm.load_models_gpu([handle])
 

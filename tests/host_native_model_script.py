@@ -1,8 +1,9 @@
 """Kinema's MODEL in native nodes and native MODELs in Kinema's sampler, in one ComfyUI process; run by
 tests/test_host_native_model.py.
 
-Runs with ComfyUI's Python, cwd = the ComfyUI checkout (on PYTHONPATH). argv: <pack dir> <models dir> <dit file>
-<its fp8 file> <lora file> <vae file>; prints one JSON line of measured differences for the test to judge (asserts nothing).
+Runs with ComfyUI's Python, cwd = the ComfyUI checkout (on PYTHONPATH). argv: <pack dir> <models dir>
+<dit file> <its fp8 file> <lora file> <vae file>; prints one JSON line of measured differences for the test
+to judge (asserts nothing).
 """
 from __future__ import annotations
 
@@ -163,7 +164,18 @@ def run(kinema, dit_name: str, fp8_name: str, lora_name: str, vae_name: str) -> 
         result["compiled_max_diff"] = _compiled_vs_plain(model, conditioning(padded), conditioning(negative_padded),
                                                          empty)
 
-    # 4. KinemaSampler on a native UNETLoader MODEL == on KinemaDiTLoader, same file and seed; also windows + cache
+    # 4. the sockets, as ComfyUI's validation links them: the loader's MODEL into KSampler, a MODEL into KinemaSampler
+    from comfy_execution.validation import validate_node_input
+
+    sampler_inputs = n["KinemaSampler"].INPUT_TYPES()
+    ksampler_model = comfy_nodes.KSampler.INPUT_TYPES()["required"]["model"]
+    result["sockets_link"] = [
+        validate_node_input(n["KinemaDiTLoader"].RETURN_TYPES[1], ksampler_model[0]),
+        validate_node_input("MODEL", sampler_inputs["required"]["dit"][0]),
+        validate_node_input("MODEL", sampler_inputs["optional"]["dit_low_noise"][0]),
+        validate_node_input(n["KinemaDiTLoader"].RETURN_TYPES[0], sampler_inputs["required"]["dit"][0])]
+
+    # 5. KinemaSampler on a native UNETLoader MODEL == on KinemaDiTLoader, same file and seed; also windows + cache
     cond = Conditioning(positive, negative, "p", "n")
     native_unet = comfy_nodes.UNETLoader().load_unet(dit_name, "default")[0]
     result["unet_dtype"] = str(native_unet.model.get_dtype())

@@ -104,6 +104,7 @@ def test_native_lora_on_kinema_model_equals_kinema_lora(measured):
 
 
 def test_kinema_sampler_on_native_unet_loader_model_equals_kinema_loader(measured):
+    assert measured["sockets_link"] == [True, True, True, True], measured  # ComfyUI's own link validation
     assert measured["unet_sampler_std"] > 0.01, measured
     assert measured["unet_sampler_max_diff"] <= 1e-4, measured
     assert measured["unet_long_video_max_diff"] <= 1e-4, measured  # context windows and the step cache too
