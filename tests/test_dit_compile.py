@@ -107,7 +107,7 @@ def test_load_dit_and_the_loader_node_offer_compile(tmp_path, monkeypatch):
     spec = KinemaDiTLoader.INPUT_TYPES()
     assert spec["optional"]["compile"][0] == "BOOLEAN" and spec["optional"]["compile"][1]["default"] is False
     monkeypatch.setattr(host, "model_path", lambda folder, name: path)
-    (dit,) = KinemaDiTLoader().load(path.name, "default", "sdpa", compile=True)
+    dit, _ = KinemaDiTLoader().load(path.name, "default", "sdpa", compile=True)  # (dit, native MODEL)
     assert all(b.compile_backend == "inductor" for b in dit.model.blocks)
-    (dit,) = KinemaDiTLoader().load(path.name, "default", "sdpa")  # a workflow saved before the input existed
+    dit, _ = KinemaDiTLoader().load(path.name, "default", "sdpa")  # a workflow saved before the input existed
     assert all(b.compile_backend is None for b in dit.model.blocks)

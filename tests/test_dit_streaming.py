@@ -152,11 +152,11 @@ def test_the_loader_node_streams_on_request(files, monkeypatch):
 
     model, path = files("t2v")
     spec = KinemaDiTLoader.INPUT_TYPES()["optional"]
-    assert list(spec)[-1] == "blocks_on_device" and spec["blocks_on_device"][1]["default"] == -1
+    assert spec["blocks_on_device"][1]["default"] == -1  # optional: saved workflows load without it
     monkeypatch.setattr(host, "model_path", lambda folder, name: path)
     monkeypatch.setattr(host, "torch_device", lambda: torch.device("cpu"))
-    (plain,) = KinemaDiTLoader().load(path.name, "default", "sdpa")  # a workflow saved before the input existed
-    (streamed,) = KinemaDiTLoader().load(path.name, "default", "sdpa", blocks_on_device=1)
+    plain, _ = KinemaDiTLoader().load(path.name, "default", "sdpa")  # a workflow saved before the input existed
+    streamed, _ = KinemaDiTLoader().load(path.name, "default", "sdpa", blocks_on_device=1)  # (dit, native MODEL)
     assert streamer_of(plain.model) is None and streamer_of(streamed.model).plan.on_device == 1
     inputs = tiny_inputs(model)
     assert torch.equal(_run(streamed.model, inputs), _run(plain.model, inputs))
