@@ -25,7 +25,7 @@ def test_standalone_lists_and_loads_gguf(tmp_path):
         names = KinemaDiTLoader.INPUT_TYPES()["required"]["model_name"][0]
         assert names == ["legacy.GGUF", "other.safetensors", "wan/tiny-Q8_0.gguf"]
         assert host.model_files("vae") == []  # other folders: checkpoint types only
-        (dit,) = KinemaDiTLoader().load("wan/tiny-Q8_0.gguf", "default", "sdpa", blocks_on_device=-1)
+        dit, _ = KinemaDiTLoader().load("wan/tiny-Q8_0.gguf", "default", "sdpa", blocks_on_device=-1)
     finally:
         host.configure()
     model = getattr(dit.model, "module", dit.model)
