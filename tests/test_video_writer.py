@@ -1,6 +1,7 @@
 """The streaming mp4 writer and the VAE's decode straight to a file, read back with PyAV."""
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 
 import av
@@ -49,6 +50,42 @@ def test_odd_sizes_are_padded_to_even(tmp_path):
         w.write(torch.rand(3, 23, 31, 3))
     assert (w.height, w.width) == (24, 32)
     assert read_video(path).frames.shape == (3, 24, 32, 3)
+
+
+def _moving_pattern(t: int, h: int, w: int) -> torch.Tensor:
+    """A smooth moving colour pattern with grain, like decoded video: uint8 [t, h, w, 3]."""
+    tt, yy, xx = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
+    phase = torch.tensor([0.0, 2.0, 4.0])
+    smooth = 127.5 + 100 * torch.sin(xx[..., None] / 7 + tt[..., None] / 3 + phase) * torch.cos(yy[..., None] / 5 - tt[..., None] / 4)
+    grain = torch.rand(t, h, w, 3, generator=torch.Generator().manual_seed(0)) * 40 - 20
+    return (smooth + grain).round().clamp(0, 255).to(torch.uint8)
+
+
+def _x264_settings(path) -> str:
+    """The option string libx264 writes into every stream it makes."""
+    data = path.read_bytes()
+    start = data.index(b"options: ") + len(b"options: ")
+    return data[start:data.index(b"\x00", start)].decode()
+
+
+def test_same_frames_give_the_same_file_every_time(tmp_path):
+    # libx264 with AVX-512 encoded these 17 frames (the demo's length) to a different file about one time
+    # in four, more often once the heap had been used; the writer caps it at AVX2 (core/video/x264_cpu.py).
+    frames = _moving_pattern(17, 64, 64)  # [17, 64, 64, 3]
+    files, pixels = set(), set()
+    for i in range(24):
+        scratch = [bytearray(os.urandom(1 << 16)) for _ in range(32)]  # leave the heap used, as a long run does
+        del scratch
+        path = tmp_path / f"same{i}.mp4"
+        with VideoWriter(path, 16) as w:
+            w.write(frames)
+        files.add(path.read_bytes())
+        pixels.add(read_video(path).frames.numpy().tobytes())
+    assert len(pixels) == 1, f"{len(pixels)} different decoded videos from the same frames"
+    assert len(files) == 1, f"{len(files)} different files from the same frames"
+    # The fix keeps the settings that make the file small: B-frames and macroblock-tree rate control.
+    settings = _x264_settings(path)
+    assert "bframes=3" in settings and "mbtree=1" in settings and "crf=18.0" in settings, settings
 
 
 def test_never_overwrites(tmp_path):
@@ -123,3 +160,15 @@ def test_cancelled_decode_leaves_no_file(vae22, tmp_path):
         vae22.decode_to_file(torch.randn(1, 48, 4, 1, 2), tmp_path / "c.mp4",
                              progress=Progress(check_cancel=cancel_on_second_chunk))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cpu_cap_is_named_only_where_x264_knows_it(monkeypatch):
+    from kinema.core.video import x264_cpu
+
+    monkeypatch.setattr(x264_cpu.platform, "machine", lambda: "arm64")
+    assert x264_cpu.x264_params() == {}  # x264 on ARM has no "AVX2" name: it would refuse to open
+    monkeypatch.setattr(x264_cpu.platform, "machine", lambda: "AMD64")
+    monkeypatch.setattr(x264_cpu, "_has_avx2", lambda: False)
+    assert x264_cpu.x264_params() == {}  # naming AVX2 on a CPU without it would crash the encoder
+    monkeypatch.setattr(x264_cpu, "_has_avx2", lambda: True)
+    assert x264_cpu.x264_params() == {"x264-params": "asm=AVX2,Cache64"}

@@ -15,6 +15,8 @@ from typing import Optional, Union
 
 import torch
 
+from .x264_cpu import x264_params
+
 CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
 
 
@@ -86,7 +88,8 @@ class VideoWriter:
         stream = self._container.add_stream("libx264", rate=self.fps)
         stream.width, stream.height, stream.pix_fmt = self.width, self.height, "yuv420p"
         stream.codec_context.time_base = 1 / self.fps  # one tick per frame: pts = frame index
-        stream.options = {"crf": str(self.crf), "preset": self.preset}
+        # x264_params: libx264 on AVX-512 CPUs does not encode the same frames the same way twice.
+        stream.options = {"crf": str(self.crf), "preset": self.preset, **x264_params()}
         self._stream = stream
 
     def __exit__(self, exc_type, exc, tb) -> None:
