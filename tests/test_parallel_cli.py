@@ -2,9 +2,9 @@
 single-process run writes, and a plan started without torchrun or written wrong is refused with a
 message saying what to do.
 
-The clip is cut to 5 frames (3 sampling steps; the demo's 20 with KINEMA_HEAVY=1): on longer clips
-libx264 does not encode the same frames to the same bits twice, so two single-process runs of the
-full demo already differ (~41 dB) and the comparison would measure the encoder, not the sampling."""
+The whole demo runs (17 frames, 20 steps; about 25 s on 2 CPU cores): the video writer encodes the same
+frames to the same file every time (core/video/x264_cpu.py), so a difference between the two videos is
+the sampling's, and the issue's bound (identical frames or PSNR >= 50 dB) applies to the real demo."""
 from __future__ import annotations
 
 import os
@@ -17,11 +17,10 @@ import numpy as np
 import pytest
 
 from kinema.cli import main
-from parallel_world import HEAVY, free_port
+from parallel_world import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "workflows" / "demo_t2v_api.json"
-SHORT = ["--set", "KinemaEmptyLatent.frames=5"] + ([] if HEAVY else ["--set", "KinemaSampler.steps=3"])
 
 
 def _frames(path: Path) -> np.ndarray:
@@ -38,8 +37,8 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def _run(command: list[str], output: Path) -> Path:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*command, str(DEMO), "--models", str(REPO / "demo_model"), "--output", str(output),
-                           *SHORT], capture_output=True, text=True, timeout=1200, env=env, cwd=output.parent)
+    done = subprocess.run([*command, str(DEMO), "--models", str(REPO / "demo_model"), "--output", str(output)],
+                          capture_output=True, text=True, timeout=1200, env=env, cwd=output.parent)
     assert done.returncode == 0, done.stderr[-3000:]
     videos = sorted(output.rglob("*.mp4"))
     assert len(videos) == 1, (videos, done.stdout)
@@ -56,7 +55,10 @@ def test_demo_with_two_ulysses_ranks_writes_the_single_process_video(tmp_path):
     a, b = _frames(single), _frames(parallel)
     assert a.shape == b.shape
     psnr = _psnr(a, b)
-    print(f"frames {a.shape[0]}, identical: {np.array_equal(a, b)}, PSNR {psnr:.1f} dB")
+    print(f"frames {a.shape[0]}, identical: {np.array_equal(a, b)}, same file: "
+          f"{single.read_bytes() == parallel.read_bytes()}, PSNR {psnr:.1f} dB")
+    # The issue's bound. Ulysses is exact here, but only <= 1e-5 is promised: a latent that moves one
+    # pixel by one level changes x264's decisions and the file, not the picture by much.
     assert psnr >= 50
 
 
