@@ -153,7 +153,8 @@ class ClipChain:
                 if chunk.shape[2]:
                     written += chunk.shape[2]
                     yield chunk
-
+                if written == self.frames:  # the rest is padding beyond the driving video: not decoded
+                    return
 
     def write_video(self, vae, latents: torch.Tensor, path, fps=30, *, crf: int = 18,
                     frame_transform: Optional[Callable] = None, progress: Progress = SILENT, **options) -> Path:
