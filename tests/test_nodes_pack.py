@@ -43,7 +43,7 @@ FROZEN_INPUTS = {
     "KinemaLoadImage": ["image"],
     "KinemaLoadVideo": ["video", "max_frames", "frame_step"],
     "KinemaLongVideoSettings": ["window_frames", "overlap_frames", "blend", "freenoise", "drift_strength",
-                                "prompt_schedule"],
+                                "prompt_schedule", "animate_overlap_frames"],
     "KinemaPromptSchedule": ["text_encoder", "schedule", "fps"],
     "KinemaUpscaleModelLoader": ["model_name"],
     "KinemaLatentUpscale": ["samples", "method", "scale", "vae", "upscale_model"],
