@@ -89,16 +89,22 @@ def test_unscaled_fp8_and_e5m2_weights():
         assert _relative(out, reference) <= FP32_BOUND
 
 
-def test_reused_buffers_do_not_leak_between_layers_and_autograd_gets_fresh_ones():
-    """Two layers of different shapes in turn: each output equals its own fresh-tensor result, and
-    with autograd on, the saved weight is not overwritten by the next layer's conversion."""
+def test_reused_buffers_do_not_leak_between_layers_and_autograd_gets_fresh_ones(monkeypatch):
+    """Two layers of different shapes in turn: each output equals its result with buffers of its
+    own, and with autograd on, the saved weight is not overwritten by the next layer's conversion."""
+    import kinema.core.layers as layers
+
     small, large = _scaled_fp8_linear(64, 96, seed=3), _scaled_fp8_linear(128, 256, seed=4)
     x_small = torch.randn(3, 64, generator=torch.Generator().manual_seed(5))
     x_large = torch.randn(3, 128, generator=torch.Generator().manual_seed(6))
+    calls = [(small, x_small), (large, x_large), (small, x_small)]
     with torch.no_grad():
-        reused = [small(x_small), large(x_large), small(x_small)]
-    fresh = [small(x_small), large(x_large), small(x_small)]  # autograd on: no reuse
-    for a, b in zip(reused, fresh):
+        reused = [layer(x) for layer, x in calls]
+        alone = []
+        for layer, x in calls:
+            monkeypatch.setattr(layers, "_WORKSPACE", layers._Workspace())  # buffers no other layer wrote
+            alone.append(layer(x))
+    for a, b in zip(reused, alone):
         assert torch.equal(a, b)
 
     x = x_small.clone().requires_grad_(True)
