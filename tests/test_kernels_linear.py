@@ -1,4 +1,5 @@
-"""kernels.linear: F.linear through oneDNN for float32 on the CPU, F.linear everywhere else."""
+"""kernels.linear: F.linear through oneDNN for float32 layers of ONEDNN_MIN_WEIGHT elements or more on the
+CPU (eager, autograd and compiled alike), F.linear everywhere else."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from kinema.kernels.linear import _onednn_linear_available, linear
+from kinema.kernels.linear import _ONEDNN_AVAILABLE, ONEDNN_MIN_WEIGHT, linear
 
 # max |out - float64 reference| / max |reference|: float32 rounding of a sum over `in` products.
 # Measured up to 1.4e-6 for oneDNN and 4e-7 for sgemm at in = 1536..8960; 1e-5 would still catch
@@ -14,7 +15,7 @@ from kinema.kernels.linear import _onednn_linear_available, linear
 FP32_BOUND = 5e-6
 ONEDNN = "mkldnn::_linear_pointwise"
 
-onednn_only = pytest.mark.skipif(not _onednn_linear_available(), reason="this torch build has no oneDNN linear")
+onednn_only = pytest.mark.skipif(not _ONEDNN_AVAILABLE, reason="this torch build has no oneDNN linear")
 
 
 def _ops(call) -> set[str]:
@@ -37,7 +38,7 @@ def _inputs(tokens, features_in: int, features_out: int, seed: int = 0):
 
 @onednn_only
 @pytest.mark.parametrize("tokens", [(1,), (1, 16), (2, 37), (1, 300)])
-@pytest.mark.parametrize("shape", [(96, 64), (64, 700), (1000, 130)])
+@pytest.mark.parametrize("shape", [(512, 512), (300, 1000), (1000, 300)])  # >= ONEDNN_MIN_WEIGHT
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_float32_on_the_cpu_runs_onednn_within_float32_rounding(tokens, shape, with_bias):
     x, weight, bias = _inputs(tokens, shape[1], shape[0])
@@ -53,8 +54,8 @@ def test_float32_on_the_cpu_runs_onednn_within_float32_rounding(tokens, shape, w
 @onednn_only
 def test_strided_inputs_weights_slices_and_biases():
     """A transposed input, and a slice of a weight's rows with its bias slice, as Linear's sliced conversion takes."""
-    x, weight, bias = _inputs((1,), 80, 200)
-    x = torch.randn(80, 50).T  # [50, 80], not contiguous
+    x, weight, bias = _inputs((1,), 4096, 200)
+    x = torch.randn(4096, 50).T  # [50, 4096], not contiguous
     with torch.no_grad():
         out = linear(x, weight[64:128], bias[64:128])
     assert _relative(out, F.linear(x.double(), weight[64:128].double(), bias[64:128].double())) <= FP32_BOUND
@@ -64,7 +65,7 @@ def test_strided_inputs_weights_slices_and_biases():
 def test_autograd_gives_the_no_grad_numbers_and_the_linear_gradients():
     """The forward is the same kernel with and without autograd (bit for bit: results must not depend
     on the grad mode), and the backward gives F.linear's gradients within float32 rounding."""
-    x, weight, bias = _inputs((2, 9), 48, 40)
+    x, weight, bias = _inputs((2, 9), 520, 512)
     with torch.inference_mode():
         expected = linear(x, weight, bias)
     leaves = [t.clone().requires_grad_(True) for t in (x, weight, bias)]
@@ -83,13 +84,26 @@ def test_autograd_gives_the_no_grad_numbers_and_the_linear_gradients():
 
 @pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")  # torch's note when the flags change
 def test_everything_else_is_plain_f_linear():
-    """Other dtypes, no tokens, and oneDNN switched off take F.linear, bit for bit."""
-    x, weight, bias = _inputs((1, 9), 48, 40)
+    """Small layers, other dtypes, no tokens, and oneDNN switched off take F.linear, bit for bit."""
+    small = _inputs((1, 9), 48, 40)
+    with torch.inference_mode():
+        assert ONEDNN not in _ops(lambda: linear(*small)) and torch.equal(linear(*small), F.linear(*small))
+    x, weight, bias = _inputs((1, 9), 512, 512)
+    assert weight.numel() >= ONEDNN_MIN_WEIGHT
     with torch.inference_mode():
         half = (x.bfloat16(), weight.bfloat16(), bias.bfloat16())
         assert ONEDNN not in _ops(lambda: linear(*half))
         assert torch.equal(linear(*half), F.linear(*half))
-        assert linear(x[:, :0], weight, bias).shape == (1, 0, 40)
+        assert linear(x[:, :0], weight, bias).shape == (1, 0, 512)
         with torch.backends.mkldnn.flags(enabled=False):
             assert ONEDNN not in _ops(lambda: linear(x, weight, bias))
             assert torch.equal(linear(x, weight, bias), F.linear(x, weight, bias))
+
+
+@onednn_only
+def test_compiled_code_keeps_the_same_kernel():
+    """Under torch.compile the op stays one opaque call, so compiled and eager linears agree bit for bit."""
+    x, weight, bias = _inputs((1, 33), 512, 520)
+    compiled = torch.compile(lambda a: linear(a, weight, bias) * 2.0, backend="aot_eager", fullgraph=True)
+    with torch.inference_mode():
+        assert torch.equal(compiled(x), linear(x, weight, bias) * 2.0)
