@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from ...kernels.attention import attention
 from ...kernels.rope import apply_rope
-from ..layers import Linear
+from ..layers import Linear, chunked_feed_forward, feed_forward_chunk
 from .compile import compiled
 from .norms import LayerNorm32, RMSNorm
 
@@ -190,11 +190,13 @@ class Block(nn.Module):
         return x.addcmul_(ffn, mod["ffn_gate"]) if in_place else torch.addcmul(x, ffn, mod["ffn_gate"])
 
     def _ffn(self, h: torch.Tensor, in_place: bool) -> torch.Tensor:  # [B, L, dim] -> [B, L, dim]
-        hidden = self.ffn[0](h)  # [B, L, ffn_dim], the block's largest tensor
-        gelu = self.ffn[1]
+        up, gelu, down = self.ffn
         # In place at inference: allocating a second buffer this size costs as much as the GELU itself.
-        hidden = torch.ops.aten.gelu_(hidden, approximate=gelu.approximate) if in_place else gelu(hidden)
-        return self.ffn[2](hidden)
+        activate = (lambda t: torch.ops.aten.gelu_(t, approximate=gelu.approximate)) if in_place else gelu
+        chunk = feed_forward_chunk(up, down, h)
+        if chunk is not None:  # converted weights on the CPU (see core/layers.py)
+            return chunked_feed_forward(up, down, h, activate, chunk)
+        return down(activate(up(h)))  # hidden [B, L, ffn_dim], the block's largest tensor
 
 
 class Head(nn.Module):
