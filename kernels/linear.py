@@ -12,6 +12,7 @@ elements, where torch was built with oneDNN and it is not switched off
 (`torch.backends.mkldnn.enabled = False`); everything else is plain `F.linear`. The choice depends
 on the layer only, never on the token count, so a layer's rows come out the same however the
 tokens are split (sequence parallel ranks, batches).
+
 Results must not depend on the grad mode (the DiT's forward is grad-neutral, and text keys
 prepared outside `inference_mode` must equal those a forward computes inside it) nor on
 compiling, so it is one custom op, `kinema::onednn_linear`, with the linear's backward, which
