@@ -133,11 +133,14 @@ _CONVERSION_ELEMENTS = 1 << 23
 _ROW_ALIGNMENT = 64
 
 
+def _converts_in_slices(weight: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether `weight` must be converted to `dtype` and is too large to convert whole."""
+    return weight.dtype != dtype and weight.dim() == 2 and weight.numel() > _CONVERSION_ELEMENTS
+
+
 def _rows_per_conversion(weight: torch.Tensor, dtype: torch.dtype) -> Optional[int]:
     """Output rows per converted slice of `weight`, or None to convert it whole."""
-    if weight.dtype == dtype or weight.dim() != 2 or weight.numel() <= _CONVERSION_ELEMENTS:
-        return None
-    if not _reuses_workspace(weight):
+    if not _converts_in_slices(weight, dtype) or not _reuses_workspace(weight):
         return None
     return _slice_rows(*weight.shape)
 
@@ -210,10 +213,9 @@ def feed_forward_chunk(up: nn.Module, down: nn.Module, x: torch.Tensor) -> Optio
     if any(type(layer) is not Linear or layer.quant is not None or layer._forward_hooks or layer._forward_pre_hooks
            for layer in layers):
         return None
-    if x.device.type != "cpu" or any(layer.weight.device.type != "cpu" or layer.weight.dtype == x.dtype
-                                     for layer in layers):
+    if x.device.type != "cpu" or any(layer.weight.device.type != "cpu" for layer in layers):
         return None
-    if up.weight.numel() <= _CONVERSION_ELEMENTS or torch.compiler.is_compiling():
+    if not _converts_in_slices(up.weight, x.dtype) or down.weight.dtype == x.dtype or torch.compiler.is_compiling():
         return None
     return _slice_rows(*up.weight.shape)
 
