@@ -12,7 +12,7 @@ from typing import Optional, Union
 import torch
 import torch.nn as nn
 
-from ..kernels.linear import linear
+from ..kernels.linear import linear, linear_gelu
 from .checkpoints.gguf_dequant import QuantFormat, QuantisedTensor
 
 _E4M3_MAX = torch.finfo(torch.float8_e4m3fn).max  # 448, e4m3's largest finite value
@@ -202,35 +202,40 @@ def cast_like(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 # --- feed-forward in chunks of hidden units ----------------------------------------------------
 
 def feed_forward_chunk(up: nn.Module, down: nn.Module, x: torch.Tensor) -> Optional[int]:
-    """Hidden units per chunk for `chunked_feed_forward(up, down, x, ...)`, or None to run the two layers whole.
+    """Hidden units per chunk for `chunked_feed_forward(up, down, x, ...)`, or None to run the two
+    layers as modules.
 
-    Chunks pay where both weights are converted on the CPU (bf16 or fp8 files computing in fp32): each
+    Plain `Linear`s on the CPU only (no GGUF blocks, no LoRA wrapper, no hooks, not compiling): there the
+    GELU runs inside the up projection's matmul (`kernels.linear.linear_gelu`), in one chunk, or in
+    several where both weights are converted and large (bf16 or fp8 files computing in fp32): each
     chunk converts a slice of `up`'s rows and the matching slice of `down`'s columns into the reused
-    buffers, and the [.., hidden] activation is never assembled from sliced outputs (Wan 1.3B's FFN
-    at 1,280 tokens: 365 ms against 380). Plain `Linear`s only (no GGUF blocks, no LoRA wrapper, no
-    hooks). Chosen from the shapes and dtypes alone, the same with and without autograd."""
+    buffers, and the [.., hidden] activation is never assembled from sliced outputs (Wan 1.3B's FFN at
+    1,280 tokens: 365 ms against 380). Chosen from the types, shapes and dtypes alone, the same with
+    and without autograd."""
     layers = (up, down)
     if any(type(layer) is not Linear or layer.quant is not None or layer._forward_hooks or layer._forward_pre_hooks
            for layer in layers):
         return None
     if x.device.type != "cpu" or any(layer.weight.device.type != "cpu" for layer in layers):
         return None
-    if not _converts_in_slices(up.weight, x.dtype) or down.weight.dtype == x.dtype or torch.compiler.is_compiling():
+    if torch.compiler.is_compiling():
         return None
-    return _slice_rows(*up.weight.shape)
+    if _converts_in_slices(up.weight, x.dtype) and down.weight.dtype != x.dtype:
+        return _slice_rows(*up.weight.shape)
+    return up.out_features
 
 
-def chunked_feed_forward(up: Linear, down: Linear, x: torch.Tensor, activate, chunk: int) -> torch.Tensor:
-    """`down(activate(up(x)))`, `chunk` hidden units at a time: x [..., in] -> [..., out]. The down
-    projection sums its chunks' products in chunk order (fp32 rounding apart, the unchunked sum).
-    `activate` may work in place on the fresh chunk it is given."""
+def chunked_feed_forward(up: Linear, down: Linear, x: torch.Tensor, approximate: str, chunk: int) -> torch.Tensor:
+    """`down(gelu(up(x)))` with `F.gelu(..., approximate=approximate)`, `chunk` hidden units at a
+    time: x [..., in] -> [..., out]. The down projection sums its chunks' products in chunk order
+    (fp32 rounding apart, the unchunked sum)."""
     out = scaled = None
     for start in range(0, up.out_features, chunk):
         part = slice(start, start + chunk)
         weight, factor = upcast(up.weight[part], x.dtype)  # [chunk, in], valid until the next upcast
         scaled = up._scaled(x, factor) if scaled is None else scaled  # the factor is the dtype's: one per layer
         bias = None if up.bias is None else cast_like(up.bias[part], x)
-        hidden = activate(linear(scaled, weight, bias))  # [..., chunk]
+        hidden = linear_gelu(scaled, weight, bias, approximate)  # [..., chunk]
         weight, factor = upcast(down.weight[:, part], x.dtype)  # [out, chunk]
         bias = None if (down.bias is None or out is not None) else cast_like(down.bias, x)
         product = linear(down._scaled(hidden, factor), weight, bias)  # [..., out]

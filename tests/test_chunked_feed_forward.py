@@ -54,7 +54,7 @@ def test_chunks_equal_the_whole_layers_and_the_dequantised_reference(small_slice
     chunk = feed_forward_chunk(up, down, x)
     assert chunk == 64
     with torch.inference_mode():
-        chunked = chunked_feed_forward(up, down, x, lambda t: torch.ops.aten.gelu_(t, approximate="tanh"), chunk)
+        chunked = chunked_feed_forward(up, down, x, "tanh", chunk)
         whole = down(gelu(up(x)))
     hidden = F.gelu(F.linear(x.double(), _dequantised(up), up.bias.double()), approximate="tanh")
     reference = F.linear(hidden, _dequantised(down), down.bias.double())
@@ -69,10 +69,10 @@ def test_autograd_gives_the_same_bits(small_slices):
     gelu = nn.GELU(approximate="tanh")
     chunk = feed_forward_chunk(up, down, x)
     with torch.no_grad():
-        expected = chunked_feed_forward(up, down, x, lambda t: torch.ops.aten.gelu_(t, approximate="tanh"), chunk)
+        expected = chunked_feed_forward(up, down, x, "tanh", chunk)
     leaf = x.clone().requires_grad_(True)
     assert feed_forward_chunk(up, down, leaf) == chunk
-    out = chunked_feed_forward(up, down, leaf, gelu, chunk)
+    out = chunked_feed_forward(up, down, leaf, "tanh", chunk)
     assert out.grad_fn is not None and torch.equal(out, expected)
     out.sum().backward()
     assert leaf.grad is not None and torch.isfinite(leaf.grad).all()
@@ -90,5 +90,20 @@ def test_no_chunks_where_they_would_change_what_runs(small_slices):
     handle = up.register_forward_hook(lambda *args: None)
     assert feed_forward_chunk(up, down, x) is None
     handle.remove()
-    same_dtype = Linear(96, 200), Linear(200, 96)  # float32 weights: nothing to convert
-    assert feed_forward_chunk(*same_dtype, x) is None
+    same_dtype = Linear(96, 200), Linear(200, 96)  # float32 weights: nothing to convert, one chunk
+    assert feed_forward_chunk(*same_dtype, x) == 200
+
+
+def test_float32_weights_run_one_chunk_with_the_gelu_fused():
+    """Weights already in the compute dtype: one chunk (nothing to convert), the GELU inside the up
+    projection's oneDNN matmul, within float32 rounding of the float64 reference."""
+    generator = torch.Generator().manual_seed(9)
+    up, down = Linear(512, 640), Linear(640, 512)  # >= 2^18 weight elements: oneDNN's path
+    for layer in (up, down):
+        nn.init.normal_(layer.weight, std=layer.in_features**-0.5, generator=generator)
+    x = torch.randn(1, 40, 512, generator=generator)
+    assert feed_forward_chunk(up, down, x) == 640
+    with torch.inference_mode():
+        out = chunked_feed_forward(up, down, x, "tanh", 640)
+    hidden = F.gelu(F.linear(x.double(), up.weight.double(), up.bias.double()), approximate="tanh")
+    assert _relative(out, F.linear(hidden, down.weight.double(), down.bias.double())) <= FP32_BOUND

@@ -1,5 +1,6 @@
 """kernels.linear: F.linear through oneDNN for float32 layers of ONEDNN_MIN_WEIGHT elements or more on the
-CPU (eager, autograd and compiled alike), F.linear everywhere else."""
+CPU (eager, autograd and compiled alike), F.linear everywhere else; linear_gelu, the same with the GELU
+fused into oneDNN's matmul."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from kinema.kernels.linear import _ONEDNN_AVAILABLE, ONEDNN_MIN_WEIGHT, linear
+from kinema.kernels.linear import _ONEDNN_AVAILABLE, ONEDNN_MIN_WEIGHT, linear, linear_gelu
 
 # max |out - float64 reference| / max |reference|: float32 rounding of a sum over `in` products.
 # Measured up to 1.4e-6 for oneDNN and 4e-7 for sgemm at in = 1536..8960; 1e-5 would still catch
@@ -107,3 +108,59 @@ def test_compiled_code_keeps_the_same_kernel():
     compiled = torch.compile(lambda a: linear(a, weight, bias) * 2.0, backend="aot_eager", fullgraph=True)
     with torch.inference_mode():
         assert torch.equal(compiled(x), linear(x, weight, bias) * 2.0)
+
+
+def _gelu_reference(x, weight, bias, approximate: str) -> torch.Tensor:
+    return F.gelu(F.linear(x.double(), weight.double(), None if bias is None else bias.double()), approximate=approximate)
+
+
+@onednn_only
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+@pytest.mark.parametrize("tokens", [(1,), (2, 37), (1, 300)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_gelu_fuses_the_gelu_within_float32_rounding(approximate, tokens, with_bias):
+    x, weight, bias = _inputs(tokens, 520, 600)
+    bias = bias if with_bias else None
+    with torch.inference_mode():
+        assert ONEDNN in _ops(lambda: linear_gelu(x, weight, bias, approximate))
+        out = linear_gelu(x, weight, bias, approximate)
+    assert out.shape == (*tokens, 600) and out.dtype == torch.float32
+    assert _relative(out, _gelu_reference(x, weight, bias, approximate)) <= FP32_BOUND
+
+
+@onednn_only
+def test_linear_gelu_autograd_gives_the_no_grad_numbers_and_the_gradients():
+    x, weight, bias = _inputs((2, 9), 520, 512)
+    with torch.inference_mode():
+        expected = linear_gelu(x, weight, bias, "tanh")
+    leaves = [t.clone().requires_grad_(True) for t in (x, weight, bias)]
+    out = linear_gelu(*leaves, "tanh")
+    assert out.grad_fn is not None and torch.equal(out, expected)
+    upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    ours = torch.autograd.grad(out, leaves, upstream)
+    doubles = [t.detach().double().requires_grad_(True) for t in (x, weight, bias)]
+    reference = torch.autograd.grad(_gelu_reference(*doubles, "tanh"), doubles, upstream.double())
+    for grad, exact in zip(ours, reference):
+        assert grad.shape == exact.shape and _relative(grad, exact) <= FP32_BOUND
+
+
+def test_linear_gelu_elsewhere_is_f_gelu_of_f_linear():
+    """Small layers and other dtypes: F.linear then the GELU (in place without autograd), bit for bit."""
+    for x, weight, bias in (_inputs((1, 9), 48, 40), tuple(t.bfloat16() for t in _inputs((1, 9), 512, 512))):
+        expected = F.gelu(F.linear(x, weight, bias), approximate="tanh")
+        with torch.inference_mode():
+            assert ONEDNN not in _ops(lambda: linear_gelu(x, weight, bias, "tanh"))
+            assert torch.equal(linear_gelu(x, weight, bias, "tanh"), expected)
+        leaf = x.clone().requires_grad_(True)
+        out = linear_gelu(leaf, weight, bias, "tanh")
+        assert torch.equal(out, expected)
+        out.sum().backward()
+        assert leaf.grad is not None
+
+
+@onednn_only
+def test_linear_gelu_compiled_keeps_the_same_kernel():
+    x, weight, bias = _inputs((1, 33), 512, 520)
+    compiled = torch.compile(lambda a: linear_gelu(a, weight, bias, "tanh") * 2.0, backend="aot_eager", fullgraph=True)
+    with torch.inference_mode():
+        assert torch.equal(compiled(x), linear_gelu(x, weight, bias, "tanh") * 2.0)

@@ -191,11 +191,11 @@ class Block(nn.Module):
 
     def _ffn(self, h: torch.Tensor, in_place: bool) -> torch.Tensor:  # [B, L, dim] -> [B, L, dim]
         up, gelu, down = self.ffn
+        chunk = feed_forward_chunk(up, down, h)
+        if chunk is not None:  # plain Linears on the CPU (see core/layers.py)
+            return chunked_feed_forward(up, down, h, gelu.approximate, chunk)
         # In place at inference: allocating a second buffer this size costs as much as the GELU itself.
         activate = (lambda t: torch.ops.aten.gelu_(t, approximate=gelu.approximate)) if in_place else gelu
-        chunk = feed_forward_chunk(up, down, h)
-        if chunk is not None:  # converted weights on the CPU (see core/layers.py)
-            return chunked_feed_forward(up, down, h, activate, chunk)
         return down(activate(up(h)))  # hidden [B, L, ffn_dim], the block's largest tensor
 
 
