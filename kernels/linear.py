@@ -16,7 +16,8 @@ tokens are split (sequence parallel ranks, batches).
 Results must not depend on the grad mode (the DiT's forward is grad-neutral, and text keys
 prepared outside `inference_mode` must equal those a forward computes inside it) nor on
 compiling, so it is one custom op, `kinema::onednn_linear`, with the linear's backward, which
-autograd records and `torch.compile` keeps as an opaque call.
+autograd records and `torch.compile` keeps as an opaque call. `linear_gelu` is the same with the
+GELU in the matmul's epilogue (`kinema::onednn_linear_gelu`): the FFN's up projection.
 """
 from __future__ import annotations
 
