@@ -45,10 +45,15 @@ def linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
     unless autograd records the call."""
     if _onednn_runs(x, weight, bias):
         return onednn_linear_gelu(x, weight, bias, approximate)
-    out = F.linear(x, weight, bias)
+    return gelu_of_fresh(F.linear(x, weight, bias), approximate)
+
+
+def gelu_of_fresh(t: torch.Tensor, approximate: str) -> torch.Tensor:
+    """`F.gelu(t, approximate=approximate)` of a tensor nothing else holds: in place unless autograd
+    records the call (allocating a second buffer this size costs as much as the GELU itself)."""
     if torch.is_grad_enabled():
-        return F.gelu(out, approximate=approximate)
-    return torch.ops.aten.gelu_(out, approximate=approximate)
+        return F.gelu(t, approximate=approximate)
+    return torch.ops.aten.gelu_(t, approximate=approximate)
 
 
 def _onednn_runs(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> bool:

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from ...kernels.attention import attention
+from ...kernels.linear import gelu_of_fresh
 from ...kernels.rope import apply_rope
 from ..layers import Linear, chunked_feed_forward, feed_forward_chunk
 from .compile import compiled
@@ -186,17 +187,15 @@ class Block(nn.Module):
         cross = self.cross_attn(self.norm3(x).to(dtype), context, cross_backend)  # ungated
         x = x.add_(cross) if in_place else x + cross
         h = self.norm2.modulated(x, mod["ffn_shift"], mod["ffn_scale"]).to(dtype)
-        ffn = self._ffn(h, in_place)
+        ffn = self._ffn(h)
         return x.addcmul_(ffn, mod["ffn_gate"]) if in_place else torch.addcmul(x, ffn, mod["ffn_gate"])
 
-    def _ffn(self, h: torch.Tensor, in_place: bool) -> torch.Tensor:  # [B, L, dim] -> [B, L, dim]
+    def _ffn(self, h: torch.Tensor) -> torch.Tensor:  # [B, L, dim] -> [B, L, dim]
         up, gelu, down = self.ffn
         chunk = feed_forward_chunk(up, down, h)
         if chunk is not None:  # plain Linears on the CPU (see core/layers.py)
             return chunked_feed_forward(up, down, h, gelu.approximate, chunk)
-        # In place at inference: allocating a second buffer this size costs as much as the GELU itself.
-        activate = (lambda t: torch.ops.aten.gelu_(t, approximate=gelu.approximate)) if in_place else gelu
-        return down(activate(up(h)))  # hidden [B, L, ffn_dim], the block's largest tensor
+        return down(gelu_of_fresh(up(h), gelu.approximate))  # hidden [B, L, ffn_dim], the block's largest tensor
 
 
 class Head(nn.Module):
